@@ -1,0 +1,5 @@
+import sys
+
+from activelearn.cli import main
+
+sys.exit(main())

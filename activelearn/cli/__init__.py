@@ -1,0 +1,57 @@
+"""`python -m activelearn`: one thin command per package function.
+
+Each submodule owns a group of commands and exposes ``register(subparsers)``;
+every command sets ``func(args, paths) -> int``. Heavy imports (TensorFlow)
+happen inside the handlers that need a model, so `status`, `label`, `import`
+and `export` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from activelearn.config import resolve_paths
+
+# Command groups, in the order they appear in --help.
+_GROUPS = ("models", "data", "engine", "curate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m activelearn",
+        description="Label product images with a Fashion-MNIST model in the loop.",
+    )
+    parser.add_argument("--home", help="folder holding labels.db, models/ and data/ "
+                        "(default: $ACTIVELEARN_HOME or the current folder)")
+    parser.add_argument("--fmnist-dir", help="folder with the four Fashion-MNIST .gz files "
+                        "(default: $ACTIVELEARN_FMNIST_DIR or <home>/data/fashion-mnist)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    import importlib
+    for name in _GROUPS:
+        try:
+            module = importlib.import_module(f"activelearn.cli.{name}")
+        except ModuleNotFoundError as exc:  # a group not built yet
+            if exc.name != f"activelearn.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    paths = resolve_paths(args.home, args.fmnist_dir)
+    try:
+        return int(args.func(args, paths) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI turns known errors into one line
+        from activelearn.errors import ActiveLearnError
+        if isinstance(exc, ActiveLearnError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise

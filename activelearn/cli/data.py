@@ -1,0 +1,173 @@
+"""Data commands: import photos, show counts, record and undo labels, manage classes.
+
+None of these needs a model, so none imports TensorFlow: they start in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from activelearn import store
+from activelearn.config import Paths
+from activelearn.errors import StoreError
+
+_REPORT_LINES = 20
+
+
+def default_annotator() -> str:
+    return os.environ.get("USER") or "cli"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    imp = subparsers.add_parser("import", help="import photos from folders, archives, files or URL lists")
+    imp.add_argument("inputs", nargs="+", metavar="PATH",
+                     help="folder, .zip/.tar(.gz) archive, image file, .txt/.csv list of URLs, or URL")
+    imp.add_argument("--label-from-folders", action="store_true",
+                     help="record each file's parent folder name as its class (a confirm by 'import')")
+    imp.add_argument("--holdout-fraction", type=float, default=0.1, metavar="F",
+                     help="share of new items kept aside to measure the model (default 0.1)")
+    imp.add_argument("--seed", type=int, default=0, help="seed of the holdout draw (default 0)")
+    imp.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    imp.set_defaults(func=cmd_import)
+
+    st = subparsers.add_parser("status", help="items per split, labels per class, unlabeled count")
+    st.add_argument("--json", action="store_true", help="print the counts as JSON")
+    st.set_defaults(func=cmd_status)
+
+    lab = subparsers.add_parser("label", help="record a decision for an item (or many, from a CSV)")
+    lab.add_argument("item", nargs="?", type=int, metavar="ITEM", help="item id")
+    lab.add_argument("cls", nargs="?", metavar="CLASS", help="class name or id")
+    lab.add_argument("--csv", type=Path, metavar="FILE",
+                     help="bulk labels: rows of item,class (header optional), all or nothing")
+    lab.add_argument("--action", choices=store.DECISIONS, default="confirm")
+    lab.add_argument("--annotator", default=default_annotator(),
+                     help="who decided (default: $USER or 'cli')")
+    lab.set_defaults(func=cmd_label)
+
+    und = subparsers.add_parser("undo", help="revert the newest decision (of an item, or of an annotator)")
+    und.add_argument("--item", type=int, metavar="ID", help="undo this item's newest decision")
+    und.add_argument("--annotator", default=default_annotator(),
+                     help="whose newest decision to undo (default: $USER or 'cli')")
+    und.set_defaults(func=cmd_undo)
+
+    cls = subparsers.add_parser("classes", help="list or add classes")
+    cls_sub = cls.add_subparsers(dest="classes_command", metavar="ACTION", required=True)
+    cls_sub.add_parser("list", help="list classes in model-output order").set_defaults(func=cmd_classes_list)
+    add = cls_sub.add_parser("add", help="add a class (the next model gets one more output)")
+    add.add_argument("name", metavar="NAME")
+    add.set_defaults(func=cmd_classes_add)
+
+
+def cmd_import(args: argparse.Namespace, paths: Paths) -> int:
+    from tqdm import tqdm
+
+    from activelearn.ingest import import_paths
+
+    with tqdm(unit="file", desc="import", file=sys.stderr, disable=None) as bar:
+        def progress(done: int, total: int | None) -> None:
+            if total != bar.total:
+                bar.total = total
+                bar.refresh()
+            bar.update(done - bar.n)
+
+        report = import_paths(args.inputs, paths=paths, label_from_folders=args.label_from_folders,
+                              holdout_fraction=args.holdout_fraction, seed=args.seed, progress=progress)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    print(f"added {report.added}, duplicates {report.duplicates}, near-duplicates "
+          f"{report.near_duplicates}, labeled {report.labeled}, rejected {len(report.rejected)}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    for rejected in report.rejected[:_REPORT_LINES]:
+        print(f"rejected {rejected.file}: {rejected.reason}")
+    if len(report.rejected) > _REPORT_LINES:
+        print(f"... and {len(report.rejected) - _REPORT_LINES} more rejected (see --json)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
+    counts = store.status(store.open_db(paths.db)).as_dict()
+    if args.json:
+        print(json.dumps(counts, indent=2))
+        return 0
+    items = counts["items"]
+    print(f"items: {sum(items.values())} ({', '.join(f'{split} {n}' for split, n in items.items())})")
+    for split, per_class in counts["labeled_per_class"].items():
+        listed = ", ".join(f"{name} {n}" for name, n in per_class.items()) or "none"
+        print(f"labeled in {split}: {sum(per_class.values())} ({listed})")
+    print(f"skipped {counts['skipped']}, rejected {counts['rejected']}")
+    print(f"unlabeled: pool {counts['unlabeled_pool']}, holdout {counts['holdout_unlabeled']}")
+    return 0
+
+
+def cmd_label(args: argparse.Namespace, paths: Paths) -> int:
+    db = store.open_db(paths.db)
+    if args.csv is not None:
+        if args.item is not None:
+            raise StoreError("give either ITEM CLASS or --csv FILE, not both")
+        rows = _read_label_csv(args.csv)
+        resolved = [(item, store.resolve_class(db, name).id) for item, name in rows]
+        with store.transaction(db):
+            for item, class_id in resolved:
+                store.record_label(db, item, args.action, class_id=class_id, annotator=args.annotator)
+        print(f"recorded {len(resolved)} {args.action} event(s) from {args.csv}")
+        return 0
+    if args.item is None:
+        raise StoreError("give ITEM CLASS (or ITEM --action skip|reject), or --csv FILE")
+    needs_class = args.action in ("confirm", "correct")
+    if needs_class and args.cls is None:
+        raise StoreError(f"{args.action} needs a CLASS")
+    if not needs_class and args.cls is not None:
+        raise StoreError(f"{args.action} takes no CLASS")
+    class_info = store.resolve_class(db, args.cls) if needs_class else None
+    event = store.record_label(db, args.item, args.action,
+                               class_id=class_info.id if class_info else None, annotator=args.annotator)
+    target = f" as {class_info.name}" if class_info else ""
+    print(f"item {event.item_id}: {event.action}{target} (event {event.id})")
+    return 0
+
+
+def _read_label_csv(path: Path) -> list[tuple[int, str]]:
+    """Rows of item,class; a first row whose item is not a number is taken as a header."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as stream:
+            rows = [row for row in csv.reader(stream) if any(cell.strip() for cell in row)]
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if rows and not rows[0][0].strip().isdigit():
+        rows = rows[1:]
+    parsed = []
+    for number, row in enumerate(rows, start=1):
+        if len(row) < 2 or not row[0].strip().isdigit() or not row[1].strip():
+            raise StoreError(f"{path}: row {number} is not 'item,class': {','.join(row)!r}")
+        parsed.append((int(row[0]), row[1].strip()))
+    return parsed
+
+
+def cmd_undo(args: argparse.Namespace, paths: Paths) -> int:
+    event = store.undo(store.open_db(paths.db), annotator=args.annotator, item_id=args.item)
+    if event is None:
+        scope = f"item {args.item}" if args.item is not None else f"annotator {args.annotator}"
+        print(f"nothing to undo for {scope}")
+        return 0
+    print(f"undid event {event.id}: item {event.item_id} {event.action}")
+    return 0
+
+
+def cmd_classes_list(args: argparse.Namespace, paths: Paths) -> int:
+    for info in store.list_classes(store.open_db(paths.db)):
+        origin = "Fashion-MNIST" if info.fmnist_index is not None else "added"
+        print(f"{info.id:>3}  {info.name}  ({origin})")
+    return 0
+
+
+def cmd_classes_add(args: argparse.Namespace, paths: Paths) -> int:
+    info = store.add_class(store.open_db(paths.db), args.name)
+    print(f"added class {info.name!r} with id {info.id}")
+    return 0

@@ -1,0 +1,261 @@
+"""Training jobs: run in a separate process, report progress through the `jobs` table.
+
+The UI and the CLI only insert a job row and start `python -m activelearn.jobs
+JOB_ID`; the worker writes phase / epoch / batch / loss / accuracy / ETA into
+the row and polls its `cancel_requested` flag. A crash (or kill -9) of the
+worker cannot corrupt labels.db: it only ever writes its own job row, and the
+model registry writes versions atomically. A job whose process has died is
+marked failed by the next reader (`reap_stale`). A unique partial index on the
+table lets only one training job be queued or running at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from activelearn.config import Paths, resolve_paths
+from activelearn.errors import JobError
+from activelearn.store import now, open_db
+
+TRAIN = "train"
+ACTIVE_STATES = ("queued", "running")
+#: A running job that has not written progress for this long is presumed dead.
+HEARTBEAT_TIMEOUT_S = 600
+_children: dict[int, subprocess.Popen] = {}
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    status: str
+    params: dict[str, Any]
+    pid: int | None
+    phase: str | None
+    epoch: int | None
+    epochs: int | None
+    batch: int | None
+    batches: int | None
+    loss: float | None
+    accuracy: float | None
+    eta_s: float | None
+    history: list[dict[str, Any]]
+    message: str | None
+    version: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATES
+
+    @property
+    def fraction_done(self) -> float:
+        """0..1 over all epochs, for progress bars."""
+        if self.status == "succeeded":
+            return 1.0
+        if not self.epochs or not self.epoch:
+            return 0.0
+        within = (self.batch or 0) / self.batches if self.batches else 0.0
+        return min(1.0, ((self.epoch - 1) + within) / self.epochs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "fraction_done": self.fraction_done}
+
+
+_JOB_COLUMNS = ("id, kind, status, params, pid, phase, epoch, epochs, batch, batches, loss, accuracy, "
+                "eta_s, history, message, version, created_at, started_at, finished_at")
+
+
+def _row_to_job(row: tuple) -> Job:
+    values = list(row)
+    values[3] = json.loads(values[3] or "{}")
+    values[13] = json.loads(values[13] or "[]")
+    return Job(*values)
+
+
+def get_job(db: sqlite_utils.Database, job_id: int) -> Job:
+    reap_stale(db)
+    row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", [int(job_id)]).fetchone()
+    if row is None:
+        raise JobError(f"no job {job_id}")
+    return _row_to_job(row)
+
+
+def list_jobs(db: sqlite_utils.Database, limit: int = 20) -> list[Job]:
+    reap_stale(db)
+    rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?", [limit]).fetchall()
+    return [_row_to_job(r) for r in rows]
+
+
+def active_job(db: sqlite_utils.Database) -> Job | None:
+    reap_stale(db)
+    row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status IN ('queued','running') "
+                     "ORDER BY id DESC LIMIT 1").fetchone()
+    return _row_to_job(row) if row else None
+
+
+def _process_alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie answers kill(0) but is dead
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def reap_stale(db: sqlite_utils.Database) -> None:
+    """Mark queued/running jobs whose worker is gone (or silent for too long) as failed."""
+    rows = db.execute("SELECT id, pid, heartbeat_at, created_at FROM jobs "
+                      "WHERE status IN ('queued','running')").fetchall()
+    for job_id, pid, heartbeat, created in rows:
+        last = heartbeat or created
+        silent = time.time() - _parse_ts(last) > HEARTBEAT_TIMEOUT_S
+        if (pid is not None and not _process_alive(pid)) or silent:
+            reason = "worker process died" if pid is not None and not _process_alive(pid) \
+                else f"no progress for {HEARTBEAT_TIMEOUT_S} s"
+            db.execute("UPDATE jobs SET status = 'failed', message = ?, finished_at = ? "
+                       "WHERE id = ? AND status IN ('queued','running')",
+                       [f"{reason} (pid {pid}); the active model is unchanged", now(), job_id])
+
+
+def _parse_ts(text: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(text).timestamp()
+
+
+def start_training(paths: Paths, params: dict[str, Any]) -> Job:
+    """Queue a training job and start its worker process; refuses if one is active."""
+    db = open_db(paths.db)
+    reap_stale(db)
+    try:
+        cursor = db.execute("INSERT INTO jobs (kind, status, params, created_at, heartbeat_at) "
+                            "VALUES (?, 'queued', ?, ?, ?)", [TRAIN, json.dumps(params), now(), now()])
+    except sqlite3.IntegrityError:
+        running = active_job(db)
+        raise JobError(f"a training job is already {running.status if running else 'active'} "
+                       f"(job {running.id if running else '?'}); wait for it or cancel it") from None
+    job_id = int(cursor.lastrowid)
+    log_dir = paths.data / "jobs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / f"{job_id}.log", "ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "activelearn.jobs", "--home", str(paths.home),
+             "--fmnist-dir", str(paths.fmnist_dir), str(job_id)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    _children[child.pid] = child
+    db.execute("UPDATE jobs SET pid = ? WHERE id = ?", [child.pid, job_id])
+    return get_job(db, job_id)
+
+
+def cancel(db: sqlite_utils.Database, job_id: int) -> Job:
+    """Ask a job to stop; the worker stops at its next progress report (within ~1 s)."""
+    job = get_job(db, job_id)
+    if not job.active:
+        raise JobError(f"job {job_id} is {job.status}; only queued or running jobs can be cancelled")
+    db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", [job_id])
+    return get_job(db, job_id)
+
+
+def wait(db: sqlite_utils.Database, job_id: int, *, poll_s: float = 0.5,
+         timeout_s: float | None = None, on_update=None) -> Job:
+    """Poll a job until it ends (for `retrain --wait` and tests)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        job = get_job(db, job_id)
+        if on_update:
+            on_update(job)
+        if not job.active:
+            return job
+        if deadline is not None and time.monotonic() > deadline:
+            raise JobError(f"job {job_id} still {job.status} after {timeout_s} s")
+        time.sleep(poll_s)
+
+
+# ---------------------------------------------------------------- the worker side
+
+class _Reporter:
+    """Writes progress into the job row; answers True when a cancel was requested."""
+
+    def __init__(self, db: sqlite_utils.Database, job_id: int):
+        self.db, self.job_id = db, job_id
+        self.history: list[dict[str, Any]] = []
+
+    def __call__(self, update: dict[str, Any]) -> bool:
+        fields = {k: update[k] for k in ("phase", "epoch", "epochs", "batch", "batches",
+                                         "loss", "accuracy", "eta_s") if k in update}
+        if update.get("phase") == "epoch-end":
+            self.history.append({k: v for k, v in update.items() if k != "phase"})
+            fields["history"] = json.dumps(self.history)
+        fields["heartbeat_at"] = now()
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*fields.values(), self.job_id])
+        flag = self.db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [self.job_id]).fetchone()
+        return bool(flag and flag[0])
+
+
+def run_job(paths: Paths, job_id: int) -> int:
+    """Worker entry point: train, register, apply the activation policy, record the outcome."""
+    db = open_db(paths.db)
+    job = get_job(db, job_id)
+    db.execute("UPDATE jobs SET status = 'running', pid = ?, started_at = ?, heartbeat_at = ?, "
+               "phase = 'load' WHERE id = ?", [os.getpid(), now(), now(), job_id])
+    report = _Reporter(db, job_id)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        from activelearn.retrain import retrain_and_register
+        outcome = retrain_and_register(paths, job.params, progress=report)
+    except KeyboardInterrupt:
+        _finish(db, job_id, "cancelled", "stopped by signal; the active model is unchanged")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - every failure must land in the job row
+        traceback.print_exc()
+        _finish(db, job_id, "failed", f"{type(exc).__name__}: {exc}")
+        return 1
+    if outcome.cancelled:
+        _finish(db, job_id, "cancelled", "cancelled by user; no version registered")
+        return 0
+    _finish(db, job_id, "succeeded", outcome.message, version=outcome.version)
+    return 0
+
+
+def _finish(db: sqlite_utils.Database, job_id: int, status: str, message: str,
+            version: str | None = None) -> None:
+    db.execute("UPDATE jobs SET status = ?, message = ?, version = ?, finished_at = ?, phase = ? "
+               "WHERE id = ?", [status, message, version, now(), status, job_id])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m activelearn.jobs",
+                                     description="Run one queued training job (started by the app/CLI).")
+    parser.add_argument("--home")
+    parser.add_argument("--fmnist-dir")
+    parser.add_argument("job_id", type=int)
+    args = parser.parse_args(argv)
+    return run_job(resolve_paths(args.home, args.fmnist_dir), args.job_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Model versions under models/: one folder each (model.keras + card.json) and an ACTIVE pointer.
+
+A version folder appears all at once: it is written under a temporary name,
+checked by loading it back, then renamed. The ACTIVE pointer is replaced
+atomically and only after the model it names has loaded, so a missing or
+corrupt model can never become (or silently stay reachable as) the active one.
+
+Reading cards and versions needs no TensorFlow; loading a model does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from activelearn.errors import ModelError
+
+if TYPE_CHECKING:
+    import keras
+
+MODEL_FILE = "model.keras"
+CARD_FILE = "card.json"
+ACTIVE_FILE = "ACTIVE"
+_VERSION = re.compile(r"^v(\d+)$")
+
+
+def list_versions(models_dir: Path) -> list[str]:
+    """Registered versions, oldest first."""
+    if not models_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p.name) for p in models_dir.iterdir()
+             if p.is_dir() and (m := _VERSION.match(p.name))]
+    return [name for _, name in sorted(found)]
+
+
+def active_version(models_dir: Path) -> str | None:
+    pointer = models_dir / ACTIVE_FILE
+    if not pointer.exists():
+        return None
+    version = pointer.read_text().strip()
+    return version or None
+
+
+def require_active(models_dir: Path) -> str:
+    version = active_version(models_dir)
+    if version is None:
+        raise ModelError(f"no active model in {models_dir}: run `python -m activelearn train-seed` first")
+    return version
+
+
+def read_card(models_dir: Path, version: str) -> dict[str, Any]:
+    path = models_dir / _checked(version) / CARD_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"model version {version!r} not found in {models_dir}") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"card of model version {version!r} is corrupt: {exc}") from exc
+
+
+def load_model(models_dir: Path, version: str | None = None) -> keras.Model:
+    """Load a version (default: the active one); a clear ModelError if missing or corrupt."""
+    version = version or require_active(models_dir)
+    path = models_dir / _checked(version) / MODEL_FILE
+    if not path.exists():
+        raise ModelError(f"model file missing: {path}")
+    import keras
+
+    from activelearn import model as _registers_layers  # noqa: F401 - custom objects, TF setup
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - keras raises many kinds for a bad file
+        raise ModelError(f"model file {path} is corrupt or unreadable: {exc}") from exc
+
+
+def register(models_dir: Path, model: keras.Model, card: dict[str, Any], *,
+             activate_now: bool = False) -> str:
+    """Save model + card as the next version; returns its name (v1, v2, ...)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = models_dir / f".tmp-{uuid.uuid4().hex}"
+    staging.mkdir()
+    try:
+        model.save(staging / MODEL_FILE)
+        while True:
+            existing = list_versions(models_dir)
+            number = int(existing[-1][1:]) + 1 if existing else 1
+            version = f"v{number}"
+            card = {**card, "version": version}
+            (staging / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=False))
+            try:
+                os.rename(staging, models_dir / version)  # fails if another writer took the name
+                break
+            except OSError:
+                if not (models_dir / version).exists():
+                    raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if activate_now:
+        activate(models_dir, version)
+    return version
+
+
+def activate(models_dir: Path, version: str) -> None:
+    """Point ACTIVE at a version after checking that its model loads."""
+    load_model(models_dir, version)
+    pointer = models_dir / ACTIVE_FILE
+    tmp = pointer.with_name(f".{ACTIVE_FILE}.{uuid.uuid4().hex}")
+    tmp.write_text(version + "\n")
+    os.replace(tmp, pointer)
+
+
+def _checked(version: str) -> str:
+    if not _VERSION.match(str(version)):
+        raise ModelError(f"bad model version {version!r}: versions look like v1, v2, ...")
+    return version

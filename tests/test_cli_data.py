@@ -1,0 +1,143 @@
+"""The data commands end to end: `python -m activelearn --home TMP ...`, checked against labels.db."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from activelearn import FMNIST_CLASSES, store
+from activelearn.synthetic import make_product_photo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(home: Path, *args: str, user: str = "tester") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "USER": user}
+    return subprocess.run([sys.executable, "-m", "activelearn", "--home", str(home), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def garment(seed: int) -> np.ndarray:
+    """A light rectangle of varying size on black: enough to make distinct photos."""
+    image = np.zeros((28, 28), np.uint8)
+    image[3 + seed % 5: 25 - seed % 3, 4 + seed % 4: 24 - seed % 6] = 200
+    return image
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    root = tmp_path / "catalog"
+    for seed, folder in enumerate(["Sneaker", "Sneaker", "Bag", "unsorted"]):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        make_product_photo(garment(seed), size=(90, 120), rng=np.random.default_rng(seed)).save(
+            root / folder / f"p{seed}.jpg", quality=90)
+    return root
+
+
+def events(home: Path) -> list[tuple]:
+    db = store.open_db(home / "labels.db")
+    return db.execute("SELECT item_id, action, class_id, annotator FROM labels ORDER BY id").fetchall()
+
+
+def test_import_status_label_undo_and_classes(tmp_path: Path, catalog: Path):
+    home = tmp_path / "home"
+    sneaker, bag, shirt = (FMNIST_CLASSES.index(name) for name in ("Sneaker", "Bag", "Shirt"))
+
+    result = run(home, "import", str(catalog), "--label-from-folders", "--holdout-fraction", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["added"], report["duplicates"], report["labeled"], report["rejected"]) == (4, 0, 3, [])
+    assert report["warnings"] == ["1 file(s) imported unlabeled: folder 'unsorted' names no class"]
+    assert events(home) == [(1, "confirm", bag, "import"), (2, "confirm", sneaker, "import"),
+                            (3, "confirm", sneaker, "import")]
+
+    again = run(home, "import", str(catalog))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0] == ("added 0, duplicates 4, near-duplicates 0, labeled 0, "
+                                            "rejected 0")
+
+    status = json.loads(run(home, "status", "--json").stdout)
+    assert status["items"] == {"pool": 4, "holdout": 0}
+    assert status["labeled_per_class"]["pool"] == {"Bag": 1, "Sneaker": 2}
+    assert status["unlabeled_pool"] == 1
+    assert "unlabeled: pool 1, holdout 0" in run(home, "status").stdout
+
+    labeled = run(home, "label", "4", "shirt")
+    assert (labeled.returncode, labeled.stdout.strip()) == (0, "item 4: confirm as Shirt (event 4)")
+    assert run(home, "label", "1", "Sneaker", "--action", "correct", "--annotator", "ann").returncode == 0
+    assert run(home, "label", "2", "--action", "skip").returncode == 0
+    assert events(home)[3:] == [(4, "confirm", shirt, "tester"), (1, "correct", sneaker, "ann"),
+                                (2, "skip", None, "tester")]
+
+    undone = run(home, "undo")  # the newest decision of $USER: the skip of item 2
+    assert (undone.returncode, undone.stdout.strip()) == (0, "undid event 6: item 2 skip")
+    assert store.label_state(store.open_db(home / "labels.db"))[2] == ("confirm", sneaker)
+    assert run(home, "undo", "--item", "1", "--annotator", "ann").returncode == 0
+    assert store.label_state(store.open_db(home / "labels.db"))[1] == ("confirm", bag)
+    assert run(home, "undo", "--annotator", "nobody").stdout.strip() == "nothing to undo for annotator nobody"
+
+    added = run(home, "classes", "add", "Bucket hat")
+    assert (added.returncode, added.stdout.strip()) == (0, "added class 'Bucket hat' with id 10")
+    assert run(home, "classes", "list").stdout.splitlines()[-1] == " 10  Bucket hat  (added)"
+    assert run(home, "label", "3", "bucket HAT").returncode == 0
+    assert store.label_state(store.open_db(home / "labels.db"))[3] == ("confirm", 10)
+
+
+def test_bulk_labels_from_csv_are_all_or_nothing(tmp_path: Path, catalog: Path):
+    home = tmp_path / "home"
+    assert run(home, "import", str(catalog), "--holdout-fraction", "0").returncode == 0
+
+    good = tmp_path / "labels.csv"
+    good.write_text("item,class\n1,Bag\n2,sneaker\n\n3,8\n")
+    result = run(home, "label", "--csv", str(good), "--annotator", "bulk")
+    assert (result.returncode, result.stdout.strip()) == (0, f"recorded 3 confirm event(s) from {good}")
+    assert events(home) == [(1, "confirm", 8, "bulk"), (2, "confirm", 7, "bulk"), (3, "confirm", 8, "bulk")]
+
+    headerless_with_a_typo = tmp_path / "typo.csv"
+    headerless_with_a_typo.write_text("4,Bag\n1,Snekaer\n")
+    failed = run(home, "label", "--csv", str(headerless_with_a_typo))
+    assert failed.returncode == 2
+    assert failed.stderr.startswith("error: unknown class 'Snekaer'; known classes:")
+    assert len(failed.stderr.strip().splitlines()) == 1
+    assert len(events(home)) == 3  # the good first row was not recorded either
+
+    unknown_item = tmp_path / "unknown.csv"
+    unknown_item.write_text("4,Bag\n99,Bag\n")
+    assert run(home, "label", "--csv", str(unknown_item)).returncode == 2
+    assert len(events(home)) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (("label", "1", "Scarf"), "error: unknown class 'Scarf'"),
+    (("label", "1"), "error: confirm needs a CLASS"),
+    (("label", "1", "Bag", "--action", "skip"), "error: skip takes no CLASS"),
+    (("label", "42", "Bag"), "error: cannot label item 42: unknown item or class"),
+    (("label",), "error: give ITEM CLASS"),
+    (("classes", "add", "sneaker"), "error: class 'sneaker' already exists"),
+    (("import", "x", "--holdout-fraction", "1.5"), "error: holdout fraction must be"),
+])
+def test_user_errors_exit_2_with_one_line(tmp_path: Path, args: tuple[str, ...], message: str):
+    home = tmp_path / "home"
+    result = run(home, *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_data_commands_do_not_load_tensorflow(tmp_path: Path, catalog: Path):
+    script = ("import sys; from activelearn.cli import main; "
+              "codes = [main(['--home', sys.argv[1], 'import', sys.argv[2]]), main(['--home', sys.argv[1], 'status']), "
+              "main(['--home', sys.argv[1], 'label', '1', 'Bag'])]; "
+              "assert codes == [0, 0, 0], codes; "
+              "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')); "
+              "assert not loaded, loaded")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "home"), str(catalog)],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,198 @@
+"""labels.db: migrations, append-only events, undo, derived label state, classes, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from activelearn import FMNIST_CLASSES, store
+from activelearn.errors import StoreError
+
+SNEAKER, BAG, SHIRT = FMNIST_CLASSES.index("Sneaker"), FMNIST_CLASSES.index("Bag"), FMNIST_CLASSES.index("Shirt")
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    return store.open_db(tmp_path / "labels.db")
+
+
+def add_item(db, n: int, split: str = "pool") -> int:
+    return store.insert_item(db, sha256=f"{n:064x}", source="folder", original_name=f"photo{n}.jpg",
+                             split=split, pixels=np.full((28, 28), n % 256, np.uint8))
+
+
+# ---------------------------------------------------------------- migrations
+
+def test_open_db_creates_the_schema_and_seeds_the_fashion_mnist_classes(tmp_path: Path):
+    db = store.open_db(tmp_path / "new" / "labels.db")
+    assert store.schema_version(db) == store.SCHEMA_VERSION == 1
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    classes = store.list_classes(db)
+    assert [c.name for c in classes] == list(FMNIST_CLASSES)
+    assert [c.id for c in classes] == [c.fmnist_index for c in classes] == list(range(10))
+    assert store.migrate(db) == 1  # applying again changes nothing
+    assert len(store.list_classes(db)) == 10
+
+
+def test_a_database_from_a_newer_activelearn_is_refused(tmp_path: Path):
+    path = tmp_path / "future.db"
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA user_version = 7")
+    raw.close()
+    with pytest.raises(StoreError, match="schema version 7, newer"):
+        store.open_db(path)
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == []
+    raw.close()
+
+
+# ---------------------------------------------------------------- events
+
+def test_label_events_cannot_be_updated_or_deleted(db):
+    item = add_item(db, 1)
+    event = store.record_label(db, item, "confirm", class_id=SNEAKER, annotator="ann")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE labels SET class_id = ? WHERE id = ?", [BAG, event.id])
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("DELETE FROM labels WHERE id = ?", [event.id])
+    assert db.execute("SELECT class_id FROM labels").fetchall() == [(SNEAKER,)]
+
+
+def test_record_label_refuses_bad_events(db):
+    item = add_item(db, 1)
+    with pytest.raises(StoreError, match="needs a class"):
+        store.record_label(db, item, "confirm", annotator="ann")
+    with pytest.raises(StoreError, match="unknown action"):
+        store.record_label(db, item, "approve", class_id=SNEAKER, annotator="ann")
+    with pytest.raises(StoreError, match="unknown item or class"):
+        store.record_label(db, 999, "confirm", class_id=SNEAKER, annotator="ann")
+    with pytest.raises(StoreError, match="unknown item or class"):
+        store.record_label(db, item, "confirm", class_id=42, annotator="ann")
+    with pytest.raises(StoreError, match="annotator"):
+        store.record_label(db, item, "skip", annotator="")
+    skip = store.record_label(db, item, "skip", class_id=SNEAKER, annotator="ann")
+    assert skip.class_id is None  # a skip carries no class even when one is passed
+    assert db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 1
+
+
+def test_undo_walks_back_one_event_at_a_time(db):
+    item = add_item(db, 1)
+    first = store.record_label(db, item, "confirm", class_id=SHIRT, annotator="ann")
+    second = store.record_label(db, item, "correct", class_id=BAG, annotator="ann")
+    assert store.label_state(db) == {item: ("correct", BAG)}
+
+    assert store.undo(db, annotator="ann") == second
+    assert store.label_state(db) == {item: ("confirm", SHIRT)}
+    assert store.undo(db, annotator="ann") == first
+    assert store.label_state(db) == {}
+    assert store.undo(db, annotator="ann") is None
+    actions = [row[0] for row in db.execute("SELECT action FROM labels ORDER BY id")]
+    assert actions == ["confirm", "correct", "undo", "undo"]  # history kept, nothing rewritten
+
+
+def test_undo_is_scoped_to_an_annotator_or_an_item(db):
+    a, b = add_item(db, 1), add_item(db, 2)
+    alice = store.record_label(db, a, "confirm", class_id=SNEAKER, annotator="alice")
+    store.record_label(db, b, "confirm", class_id=BAG, annotator="bob")
+    assert store.undo(db, annotator="alice") == alice
+    assert store.label_state(db) == {b: ("confirm", BAG)}
+    assert store.undo(db, annotator="alice") is None  # bob's event is not alice's to undo
+    assert store.undo(db, annotator="alice", item_id=b).item_id == b
+    assert store.label_state(db) == {}
+    reverting = db.execute("SELECT annotator FROM labels WHERE action = 'undo' ORDER BY id").fetchall()
+    assert reverting == [("alice",), ("alice",)]
+
+
+# ---------------------------------------------------------------- derived state
+
+def test_labeled_set_unlabeled_pool_holdout_and_status(db):
+    pool = [add_item(db, n) for n in range(1, 6)]
+    holdout = [add_item(db, n, split="holdout") for n in range(6, 9)]
+    store.record_label(db, pool[0], "confirm", class_id=SNEAKER, annotator="a")
+    store.record_label(db, pool[1], "confirm", class_id=SHIRT, annotator="a")
+    store.record_label(db, pool[1], "correct", class_id=BAG, annotator="b")  # newest decision wins
+    store.record_label(db, pool[2], "skip", annotator="a")
+    store.record_label(db, pool[3], "reject", annotator="a")
+    store.record_label(db, holdout[0], "confirm", class_id=BAG, annotator="a")
+
+    assert sorted(store.labeled_items(db)) == [(pool[0], SNEAKER), (pool[1], BAG), (holdout[0], BAG)]
+    assert store.labeled_items(db, split="holdout") == [(holdout[0], BAG)]
+    assert store.unlabeled_pool(db) == [pool[4]]  # skipped and rejected items leave the queue
+    assert store.label_state(db, split="pool")[pool[2]] == ("skip", None)
+
+    counts = store.status(db).as_dict()
+    assert counts["items"] == {"pool": 5, "holdout": 3}
+    assert counts["labeled_per_class"] == {"pool": {"Bag": 1, "Sneaker": 1}, "holdout": {"Bag": 1}}
+    assert counts["labeled"] == 3
+    assert (counts["skipped"], counts["rejected"]) == (1, 1)
+    assert (counts["unlabeled_pool"], counts["holdout_unlabeled"]) == (1, 2)
+
+    store.undo(db, annotator="a", item_id=pool[3])
+    assert store.unlabeled_pool(db) == [pool[3], pool[4]]
+
+
+def test_item_pixels_come_back_in_the_order_asked(db):
+    ids = [add_item(db, n) for n in (3, 7, 9)]
+    pixels = store.item_pixels(db, [ids[2], ids[0]])
+    assert pixels.shape == (2, 28, 28)
+    assert pixels[:, 0, 0].tolist() == [9, 3]
+    with pytest.raises(StoreError, match="unknown item ids"):
+        store.item_pixels(db, [ids[0], 12345])
+    with pytest.raises(StoreError, match="28x28 uint8"):
+        store.insert_item(db, sha256="f" * 64, source="folder", original_name="x",
+                          pixels=np.zeros((28, 28), np.float32))
+
+
+# ---------------------------------------------------------------- classes
+
+def test_add_and_resolve_classes(db):
+    hat = store.add_class(db, "  Bucket   hat ")
+    assert (hat.id, hat.name, hat.fmnist_index) == (10, "Bucket hat", None)
+    assert store.class_names(db)[-1] == "Bucket hat"
+    with pytest.raises(StoreError, match="already exists"):
+        store.add_class(db, "bucket HAT")
+    with pytest.raises(StoreError, match="empty"):
+        store.add_class(db, "   ")
+    assert store.resolve_class(db, "sneaker").id == SNEAKER
+    assert store.resolve_class(db, "t-shirt/top").name == "T-shirt/top"
+    assert store.resolve_class(db, "10").name == "Bucket hat"
+    assert store.resolve_class(db, 3).name == "Dress"
+    with pytest.raises(StoreError, match="unknown class 'Scarf'; known classes: T-shirt/top"):
+        store.resolve_class(db, "Scarf")
+
+
+# ---------------------------------------------------------------- concurrency
+
+def _write_labels(db_path: str, item_id: int, annotator: str, count: int, barrier) -> None:
+    db = store.open_db(db_path)
+    barrier.wait()
+    for _ in range(count):
+        store.record_label(db, item_id, "confirm", class_id=SNEAKER, annotator=annotator)
+
+
+def test_two_processes_writing_at_the_same_moment_lose_nothing(tmp_path: Path):
+    path = tmp_path / "labels.db"
+    db = store.open_db(path)
+    items = [add_item(db, 1), add_item(db, 2)]
+    context = multiprocessing.get_context("spawn")  # no sqlite connection inherited across fork
+    barrier = context.Barrier(2)
+    writers = [context.Process(target=_write_labels, args=(str(path), item, f"writer{item}", 200, barrier))
+               for item in items]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+    assert [writer.exitcode for writer in writers] == [0, 0]
+
+    rows = db.execute("SELECT annotator, item_id, created_at FROM labels ORDER BY id").fetchall()
+    assert len(rows) == 400
+    assert {annotator: sum(1 for row in rows if row[0] == annotator) for annotator in ("writer1", "writer2")} \
+        == {"writer1": 200, "writer2": 200}
+    # the two bursts really overlapped in time: each started before the other finished
+    spans = {annotator: (min(r[2] for r in rows if r[0] == annotator), max(r[2] for r in rows if r[0] == annotator))
+             for annotator in ("writer1", "writer2")}
+    assert spans["writer1"][0] <= spans["writer2"][1] and spans["writer2"][0] <= spans["writer1"][1]
