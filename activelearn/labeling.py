@@ -67,8 +67,8 @@ def _entry(scores: scoring.PoolScores, row: int, names: list[str], *, score: flo
 
 def next_items(paths: Paths, *, annotator: str, n: int = 10, strategy: str = "margin",
                class_filter: int | None = None, audit_fraction: float = 0.1,
-               seed: int | None = None) -> list[QueueEntry]:
-    """The next n items for this annotator, leased to them."""
+               seed: int | None = None, take_lease: bool = True) -> list[QueueEntry]:
+    """The next n items for this annotator, leased to them (unless take_lease is False)."""
     scores = scoring.score_items(paths)
     db = store.open_db(paths.db)
     names = store.class_names(db)
@@ -82,7 +82,8 @@ def next_items(paths: Paths, *, annotator: str, n: int = 10, strategy: str = "ma
                                 seed=seed if seed is not None else int(time.time() * 1000) % 2**31)
     entries = [_entry(scores, it.index, names, score=it.score, strategy=it.strategy,
                       is_audit=it.is_audit) for it in picked]
-    lease(db, [e.item_id for e in entries], annotator)
+    if take_lease:
+        lease(db, [e.item_id for e in entries], annotator)
     return entries
 
 

@@ -115,6 +115,28 @@ def activate(models_dir: Path, version: str) -> None:
     os.replace(tmp, pointer)
 
 
+def version_summaries(models_dir: Path) -> list[dict[str, Any]]:
+    """One row per version: accuracy on both test sets, label counts, active flag."""
+    active = active_version(models_dir)
+    rows = []
+    for version in list_versions(models_dir):
+        try:
+            card = read_card(models_dir, version)
+        except Exception as exc:  # noqa: BLE001 - list the broken version, don't hide it
+            rows.append({"version": version, "error": str(exc), "active": version == active})
+            continue
+        holdout = card["metrics"].get("holdout") or {}
+        rows.append({
+            "version": version, "active": version == active, "parent": card.get("parent"),
+            "created_at": card.get("created_at"), "mode": card["hyperparameters"].get("mode"),
+            "fmnist_accuracy": card["metrics"]["fmnist_test"]["accuracy"],
+            "holdout_accuracy": holdout.get("accuracy"), "holdout_n": holdout.get("n", 0),
+            "human_labels": card.get("human_labels_used", {}).get("train", 0),
+            "classes": len(card["class_names"]),
+        })
+    return rows
+
+
 def _checked(version: str) -> str:
     if not _VERSION.match(str(version)):
         raise ModelError(f"bad model version {version!r}: versions look like v1, v2, ...")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from activelearn.config import resolve_paths
 
 # Command groups, in the order they appear in --help.
-_GROUPS = ("models", "data", "engine", "curate")
+_GROUPS = ("models", "data", "engine", "simulate", "curate")
 
 
 def build_parser() -> argparse.ArgumentParser:

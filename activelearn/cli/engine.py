@@ -1,0 +1,145 @@
+"""Active-learning commands: score, query, retrain, jobs, cancel."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from activelearn import store
+from activelearn.config import Paths
+from activelearn.query import STRATEGIES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score all items with the active model (cached per version)",
+                       description="Run the active model over items not yet scored by it.")
+    p.set_defaults(func=score)
+
+    p = sub.add_parser("query", help="the items the model most wants labeled next",
+                       description="Rank the unlabeled pool (never holdout, never decided items).")
+    p.add_argument("--strategy", choices=sorted(STRATEGIES), default="margin")
+    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--audit-fraction", type=float, default=0.1,
+                   help="share of the batch drawn at random and marked audit (default 0.1)")
+    p.add_argument("--class", dest="class_filter", help="only items predicted as this class")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=query)
+
+    p = sub.add_parser("retrain", help="retrain on Fashion-MNIST + human labels in a background process",
+                       description="Start a training job (fine-tune the active model, or from scratch). "
+                                   "The new version is activated only if it is not worse on the holdout.")
+    p.add_argument("--mode", choices=("finetune", "scratch"), default="finetune")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--human-weight", type=float, help="sample weight of a human label (default 5)")
+    p.add_argument("--fmnist-fraction", type=float,
+                   help="share of the 55k Fashion-MNIST images used (default 0.35 fine-tune, 1 scratch)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force-activate", action="store_true", help="activate even if worse on the holdout")
+    p.add_argument("--wait", action="store_true", help="show progress and wait for the job to end")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=retrain)
+
+    p = sub.add_parser("jobs", help="list training jobs and their progress",
+                       description="Recent jobs, newest first; dead workers are marked failed.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=jobs)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running training job")
+    p.add_argument("job_id", type=int)
+    p.set_defaults(func=cancel)
+
+
+def score(args: argparse.Namespace, paths: Paths) -> int:
+    from tqdm import tqdm
+
+    from activelearn.scoring import score_items
+    bar = tqdm(desc="score", unit="item", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+    scores = score_items(paths, progress=progress)
+    bar.close()
+    print(f"{len(scores.item_ids)} items scored by {scores.version}")
+    return 0
+
+
+def query(args: argparse.Namespace, paths: Paths) -> int:
+    from activelearn.labeling import next_items
+    class_filter = None
+    if args.class_filter:
+        class_filter = store.resolve_class(store.open_db(paths.db), args.class_filter).id
+    entries = next_items(paths, annotator="cli", n=args.n, strategy=args.strategy,
+                         class_filter=class_filter, audit_fraction=args.audit_fraction,
+                         seed=args.seed, take_lease=False)
+    if args.json:
+        print(json.dumps([e.as_dict() for e in entries], indent=2))
+        return 0
+    if not entries:
+        print("the queue is empty: import photos or relax the filters")
+    for e in entries:
+        top = ", ".join(f"{name} {p:.2f}" for name, p in e.top3)
+        print(f"item {e.item_id:>6}  {e.strategy:<16} score {e.score:.3f}  {top}")
+    return 0
+
+
+def _job_line(job) -> str:
+    bits = [f"job {job.id}", job.status]
+    if job.epochs:
+        bits.append(f"epoch {job.epoch}/{job.epochs}")
+    if job.accuracy is not None:
+        bits.append(f"acc {job.accuracy:.4f}")
+    if job.version:
+        bits.append(job.version)
+    if job.message:
+        bits.append(job.message)
+    return "  ".join(bits)
+
+
+def retrain(args: argparse.Namespace, paths: Paths) -> int:
+    from activelearn import jobs as joblib
+    params = {"mode": args.mode, "epochs": args.epochs, "human_weight": args.human_weight,
+              "fmnist_fraction": args.fmnist_fraction, "seed": args.seed,
+              "force_activate": args.force_activate}
+    params = {k: v for k, v in params.items() if v is not None}
+    job = joblib.start_training(paths, params)
+    if not args.wait:
+        print(json.dumps(job.as_dict()) if args.json else f"started job {job.id} (pid {job.pid}); "
+              f"follow it with `python -m activelearn jobs`")
+        return 0
+    from tqdm import tqdm
+    bar = tqdm(total=100, desc=f"job {job.id}", unit="%", file=sys.stderr)
+
+    def update(j) -> None:
+        bar.n = round(100 * j.fraction_done)
+        bar.set_postfix_str(f"{j.phase or ''} epoch {j.epoch or 0}/{j.epochs or '?'}"
+                            + (f" acc {j.accuracy:.3f}" if j.accuracy is not None else ""))
+    db = store.open_db(paths.db)
+    try:
+        job = joblib.wait(db, job.id, on_update=update)
+    finally:
+        bar.close()
+    print(json.dumps(job.as_dict()) if args.json else _job_line(job))
+    return 0 if job.status == "succeeded" else 1
+
+
+def jobs(args: argparse.Namespace, paths: Paths) -> int:
+    from activelearn import jobs as joblib
+    listed = joblib.list_jobs(store.open_db(paths.db))
+    if args.json:
+        print(json.dumps([j.as_dict() for j in listed], indent=2))
+        return 0
+    if not listed:
+        print("no jobs yet")
+    for job in listed:
+        print(_job_line(job))
+    return 0
+
+
+def cancel(args: argparse.Namespace, paths: Paths) -> int:
+    from activelearn import jobs as joblib
+    job = joblib.cancel(store.open_db(paths.db), args.job_id)
+    print(f"job {job.id}: cancel requested")
+    return 0

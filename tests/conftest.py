@@ -1,0 +1,90 @@
+"""Shared fixtures: the real Fashion-MNIST folder (skip when absent) and a home with a tiny model.
+
+The tiny model has the production architecture but is trained for seconds on
+a few thousand images: tests need a real Keras model, not a good one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_fmnist_dir() -> Path | None:
+    """ACTIVELEARN_FMNIST_DIR if set, else ../shared/fashion-mnist beside the repo."""
+    candidates = [os.environ.get("ACTIVELEARN_FMNIST_DIR"), REPO.parent / "shared" / "fashion-mnist"]
+    for c in candidates:
+        if c and (Path(c) / "train-images-idx3-ubyte.gz").exists():
+            return Path(c)
+    return None
+
+
+@pytest.fixture(scope="session")
+def fmnist_dir() -> Path:
+    found = shared_fmnist_dir()
+    if found is None:
+        pytest.skip("real Fashion-MNIST files not found: set ACTIVELEARN_FMNIST_DIR or put them "
+                    "in ../shared/fashion-mnist")
+    return found
+
+
+@pytest.fixture(scope="session")
+def fmnist(fmnist_dir):
+    from activelearn.fmnist import load_fashion_mnist
+    return load_fashion_mnist(fmnist_dir, download=False, progress=False)
+
+
+def train_tiny_model(fmnist, n: int = 3000, epochs: int = 2, seed: int = 0):
+    """A real model of the production architecture, trained for a few seconds; returns (model, card)."""
+    from activelearn.evaluate import classification_metrics
+    from activelearn.model import build_model
+    from activelearn.training import TrainConfig, fit, make_card, predict_probs
+
+    config = TrainConfig(epochs=epochs, seed=seed, patience=epochs)
+    model = build_model(10, seed=seed)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(50000, n, replace=False)
+    history = fit(model, fmnist.x_train[idx], fmnist.y_train[idx], fmnist.x_train[55000:56000],
+                  fmnist.y_train[55000:56000], config, num_classes=10)
+    metrics = {"fmnist_test": classification_metrics(
+        fmnist.y_test[:2000], predict_probs(model, fmnist.x_test[:2000]), fmnist.class_names)}
+    card = make_card(parent=None, class_names=fmnist.class_names, config=config, history=history,
+                     wall_time_s=0.0, training_data={"fmnist": {"all": n}}, validation={"fmnist": 1000},
+                     metrics=metrics)
+    return model, card
+
+
+@pytest.fixture(scope="session")
+def tiny_model(fmnist):
+    return train_tiny_model(fmnist)
+
+
+@pytest.fixture
+def seeded_home(tmp_path, fmnist_dir, tiny_model):
+    """A fresh home folder whose active model is the tiny model (v1)."""
+    from activelearn import registry
+    from activelearn.config import resolve_paths
+
+    paths = resolve_paths(tmp_path / "home", fmnist_dir)
+    model, card = tiny_model
+    registry.register(paths.models, model, card, activate_now=True)
+    return paths
+
+
+@pytest.fixture
+def photo_folder(tmp_path, fmnist):
+    """60 product-like photos made from Fashion-MNIST test images, in <class>/ folders."""
+    from activelearn.synthetic import write_product_photos
+
+    idx = np.arange(60)
+    write_product_photos(tmp_path / "photos", fmnist.x_test[idx], fmnist.y_test[idx],
+                         fmnist.class_names, label_folders=True, seed=1)
+    return tmp_path / "photos"

@@ -1,0 +1,56 @@
+import numpy as np
+
+from activelearn import labeling, store
+from tests.test_scoring import add_items
+
+
+def test_queue_skips_holdout_and_decided_items_and_leases_per_annotator(seeded_home):
+    paths = seeded_home
+    ids = add_items(paths, 40)
+    db = store.open_db(paths.db)
+    db.execute("UPDATE items SET split = 'holdout' WHERE id IN (?, ?)", ids[:2])
+    store.record_label(db, ids[2], "confirm", class_id=1, annotator="x")
+    store.record_label(db, ids[3], "skip", annotator="x")
+    store.record_label(db, ids[4], "reject", annotator="x")
+    excluded = set(ids[:5])
+
+    a = labeling.next_items(paths, annotator="ann", n=10, seed=1)
+    b = labeling.next_items(paths, annotator="bob", n=10, seed=1)
+    got_a, got_b = {e.item_id for e in a}, {e.item_id for e in b}
+    assert len(got_a) == 10 and len(got_b) == 10
+    assert not (got_a & got_b), "two annotators must get different items"
+    assert not ((got_a | got_b) & excluded)
+    assert sum(e.is_audit for e in a) == 1
+    entry = a[0]
+    assert len(entry.top3) == 3 and entry.top3[0][1] >= entry.top3[1][1]
+    assert entry.model_version == "v1"
+
+    # confirm without a class takes the prediction; a different class is recorded as a correction
+    ev = labeling.decide(paths, annotator="ann", item_id=entry.item_id, action="confirm", entry=entry)
+    assert ev.action == "confirm" and ev.class_id == entry.predicted_class_id
+    other = (a[1].predicted_class_id + 1) % 10
+    ev2 = labeling.decide(paths, annotator="ann", item_id=a[1].item_id, action="confirm",
+                          class_id=other, entry=a[1])
+    assert ev2.action == "correct"
+    row = db.execute("SELECT model_version, predicted_class_id, confidence FROM labels WHERE id = ?",
+                     [ev2.id]).fetchone()
+    assert row[0] == "v1" and row[1] == a[1].predicted_class_id and 0 < row[2] <= 1
+    assert not db.execute("SELECT 1 FROM leases WHERE item_id = ?", [a[1].item_id]).fetchone()
+
+
+def test_grid_page_confirms_ticked_and_returns_unticked(seeded_home):
+    paths = seeded_home
+    add_items(paths, 60)
+    from activelearn import scoring
+    scores = scoring.score_items(paths)
+    top_class = int(np.bincount(scores.probs.argmax(1)).argmax())
+    page = labeling.grid_page(paths, annotator="ann", class_id=top_class, n=12)
+    assert page and all(e.predicted_class_id == top_class for e in page)
+    confidences = [e.confidence for e in page]
+    assert confidences == sorted(confidences, reverse=True)
+    ticked = {e.item_id for e in page[1:]}
+    events, unticked = labeling.confirm_page(paths, annotator="ann", entries=page, ticked=ticked)
+    assert len(events) == len(page) - 1 and [e.item_id for e in unticked] == [page[0].item_id]
+    state = store.label_state(store.open_db(paths.db))
+    assert all(state[i] == ("confirm", top_class) for i in ticked)
+    assert page[0].item_id not in state

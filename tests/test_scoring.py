@@ -1,0 +1,40 @@
+import numpy as np
+
+from activelearn import scoring, store
+from activelearn.errors import ModelError
+
+
+def add_items(paths, n, start=0):
+    db = store.open_db(paths.db)
+    rng = np.random.default_rng(start)
+    with store.transaction(db):
+        return [store.insert_item(db, sha256=f"sha{start + i}", source="upload", original_name=f"{i}.png",
+                                  pixels=rng.integers(0, 255, (28, 28), dtype=np.uint8))
+                for i in range(n)]
+
+
+def test_scores_are_cached_per_version_and_only_new_items_are_scored(seeded_home):
+    paths = seeded_home
+    ids = add_items(paths, 30)
+    first = scoring.score_items(paths)
+    assert first.version == "v1" and list(first.item_ids) == ids
+    assert first.probs.shape == (30, 10) and first.embeddings.shape == (30, 128)
+    assert scoring.cache_path(paths, "v1").exists()
+    # Forget the in-process copies and remove the model: cached scores still serve...
+    scoring._memo.clear()
+    scoring._models.clear()
+    (paths.models / "v1" / "model.keras").rename(paths.models / "v1" / "moved.keras")
+    again = scoring.score_items(paths)
+    np.testing.assert_array_equal(again.probs, first.probs)
+    # ...but a new item needs the model, proving only new items are scored.
+    add_items(paths, 1, start=100)
+    try:
+        scoring.score_items(paths)
+        raise AssertionError("scoring a new item without a model should fail")
+    except ModelError:
+        pass
+    (paths.models / "v1" / "moved.keras").rename(paths.models / "v1" / "model.keras")
+    grown = scoring.score_items(paths)
+    assert len(grown.item_ids) == 31
+    np.testing.assert_allclose(grown.probs[:30], first.probs, atol=1e-6)
+    assert grown.rows([ids[5]])[0] == 5
