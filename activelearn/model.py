@@ -12,6 +12,7 @@ This module imports TensorFlow/Keras: import it only in commands that need a mod
 from __future__ import annotations
 
 import os
+import weakref
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,26 +26,28 @@ OUTPUT_LAYER = "probabilities"
 
 def build_model(num_classes: int = 10, *, seed: int = 0, width: int = 32,
                 embedding_dim: int = 128, dropout: float = 0.3) -> keras.Model:
-    """conv(w)-pool, conv(2w)-pool, conv(2w), dense embedding, softmax: ~6M multiply-adds.
+    """conv(w)-pool, conv(2w)-pool, conv(2w)x2, dense embedding, softmax: ~7M multiply-adds.
 
-    Sized for 2 CPU cores: ~6M multiply-adds per image keeps an epoch under
-    ~30 s and scoring above 10,000 images/s, where a VGG-style double-conv
-    stack costs 2-3x more for a fraction of a point.
+    Sized for 2 CPU cores. Time goes where activations are large, so the
+    28x28 and 14x14 convs are single and use a fused bias + ReLU (batch norm
+    there costs ~30% of an epoch); the depth and batch norm sit at 7x7 and in
+    the dense layer, where they are cheap.
     """
     init = keras.initializers.HeNormal(seed=seed)
     inputs = keras.Input((28, 28), name="image")
     x = layers.Reshape((28, 28, 1))(inputs)
     x = layers.Rescaling(1.0 / 255)(x)
-    x = layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed)(x)
-    x = layers.RandomZoom(0.08, fill_mode="constant", seed=seed + 1)(x)
+    x = layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed)(x)
+    x = layers.RandomZoom(0.06, fill_mode="constant", seed=seed + 1)(x)
     x = layers.RandomFlip("horizontal", seed=seed + 2)(x)
-    for block, filters in enumerate((width, 2 * width, 2 * width)):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init)(x)
+    for block, filters in enumerate((width, 2 * width)):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_initializer=init)(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(0.05 * (block + 1), seed=seed + 3 + block)(x)
+    for _ in range(2):
+        x = layers.Conv2D(2 * width, 3, padding="same", use_bias=False, kernel_initializer=init)(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
-        if block < 2:
-            x = layers.MaxPooling2D()(x)
-            x = layers.Dropout(0.1 * (block + 1), seed=seed + 3 + block)(x)
     x = layers.Flatten()(x)
     x = layers.Dense(embedding_dim, use_bias=False, kernel_initializer=init)(x)
     x = layers.BatchNormalization()(x)
@@ -67,26 +70,35 @@ def compile_model(model: keras.Model, *, learning_rate: float = 2e-3,
     return model
 
 
-def with_embeddings(model: keras.Model) -> keras.Model:
-    """A view of the same weights that outputs (probabilities, embedding)."""
-    return keras.Model(model.inputs,
-                       [model.get_layer(OUTPUT_LAYER).output, model.get_layer(EMBEDDING_LAYER).output])
+_forward_fns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _forward(model: keras.Model):
+    """A compiled inference function returning (probabilities, embedding), cached per model.
+
+    A direct tf.function call skips predict()'s per-call setup (~100 ms) and
+    predict_on_batch's overhead, ~35% faster on small batches; building it
+    once avoids re-tracing (~0.5 s) on every call.
+    """
+    fn = _forward_fns.get(model)
+    if fn is None:
+        import tensorflow as tf
+        view = keras.Model(model.inputs, [model.get_layer(OUTPUT_LAYER).output,
+                                          model.get_layer(EMBEDDING_LAYER).output])
+        fn = tf.function(lambda images: view(images, training=False), reduce_retracing=True)
+        _forward_fns[model] = fn
+    return fn
 
 
 def predict_with_embeddings(model: keras.Model, images: np.ndarray,
                             batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (n, classes) and embeddings (n, d) as float32, batch by batch.
-
-    Uses predict_on_batch per chunk: model.predict costs ~100 ms of setup per call,
-    which dominates for the handful of items a UI request scores.
-    """
-    both = with_embeddings(model)
+    """Probabilities (n, classes) and embeddings (n, d) as float32, batch by batch."""
+    forward = _forward(model)
     probs, embeddings = [], []
     for start in range(0, len(images), batch_size):
-        chunk = np.asarray(images[start:start + batch_size], dtype=np.float32)
-        p, e = both.predict_on_batch(chunk)
-        probs.append(np.asarray(p, np.float32))
-        embeddings.append(np.asarray(e, np.float32))
+        p, e = forward(np.asarray(images[start:start + batch_size], dtype=np.float32))
+        probs.append(p.numpy())
+        embeddings.append(e.numpy())
     if not probs:
         n_classes = model.output_shape[-1]
         dim = model.get_layer(EMBEDDING_LAYER).output.shape[-1]
