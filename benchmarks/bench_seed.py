@@ -33,13 +33,14 @@ def run_once(fmnist_dir: Path, epochs: int, seed: int) -> dict:
         report = json.loads(out)
         card = json.loads((Path(home) / "models" / report["version"] / "card.json").read_text())
     return {"accuracy": report["fmnist_test"]["accuracy"], "wall_s": wall, "peak_rss_mib": peak_mib,
-            "epochs_run": card["epochs_run"], "train_wall_s": card["wall_time_s"]}
+            "epochs_run": card["epochs_run"], "train_wall_s": card["wall_time_s"],
+            "cpu_s": card["cpu_time_s"], "policy": card["precision_policy"]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fmnist-dir", type=Path, default=REPO.parent / "shared" / "fashion-mnist")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
@@ -48,7 +49,8 @@ def main() -> int:
         r = run_once(args.fmnist_dir.resolve(), args.epochs, args.seed)
         results.append(r)
         print(f"run {i + 1}: test accuracy {r['accuracy']:.4f}  wall {r['wall_s']:.0f} s "
-              f"(training+eval inside: {r['train_wall_s']:.0f} s, {r['epochs_run']} epochs)  "
+              f"(training+eval inside: {r['train_wall_s']:.0f} s, {r['epochs_run']} epochs, "
+              f"{r['cpu_s']:.0f} CPU-s, {r['policy']})  "
               f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
     accs = [r["accuracy"] for r in results]
     print(f"command: python -m activelearn train-seed --epochs {args.epochs} --seed {args.seed}")

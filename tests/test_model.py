@@ -7,12 +7,12 @@ def test_shapes_embeddings_and_augmentation_only_in_training():
     m = cnn.build_model(10, seed=0)
     x = np.random.default_rng(0).integers(0, 255, (5, 28, 28)).astype("uint8")
     probs, emb = cnn.predict_with_embeddings(m, x)
-    assert probs.shape == (5, 10) and emb.shape == (5, 128)
+    assert probs.shape == (5, 10) and emb.shape == (5, 256)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     again, _ = cnn.predict_with_embeddings(m, x)
     np.testing.assert_allclose(probs, again, atol=1e-6)   # inference is deterministic
     empty_p, empty_e = cnn.predict_with_embeddings(m, np.zeros((0, 28, 28), np.uint8))
-    assert empty_p.shape == (0, 10) and empty_e.shape == (0, 128)
+    assert empty_p.shape == (0, 10) and empty_e.shape == (0, 256)
 
 
 def test_grow_output_keeps_learned_weights():

@@ -18,7 +18,7 @@ def test_scores_are_cached_per_version_and_only_new_items_are_scored(seeded_home
     ids = add_items(paths, 30)
     first = scoring.score_items(paths)
     assert first.version == "v1" and list(first.item_ids) == ids
-    assert first.probs.shape == (30, 10) and first.embeddings.shape == (30, 128)
+    assert first.probs.shape == (30, 10) and first.embeddings.shape == (30, 256)
     assert scoring.cache_path(paths, "v1").exists()
     # Forget the in-process copies and remove the model: cached scores still serve...
     scoring._memo.clear()
