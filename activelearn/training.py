@@ -85,6 +85,17 @@ class _Progress(keras.callbacks.Callback):
                     "eta_s": eta})
 
 
+class _EpochTimer(keras.callbacks.Callback):
+    """Adds each epoch's wall time to the logs, so cards show where training time went."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["time_s"] = time.monotonic() - self.started
+
+
 def _f(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -100,7 +111,7 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_v
     batches = int(np.ceil(len(x) / config.batch_size))
     cnn.compile_model(model, learning_rate=config.learning_rate,
                       decay_steps=max(1, config.epochs * batches), label_smoothing=config.label_smoothing)
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.EarlyStopping(
+    callbacks: list[keras.callbacks.Callback] = [_EpochTimer(), keras.callbacks.EarlyStopping(
         monitor="val_accuracy", patience=config.patience, restore_best_weights=True)]
     if progress is not None:
         callbacks.append(_Progress(progress, config.epochs, batches))

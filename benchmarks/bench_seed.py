@@ -34,7 +34,8 @@ def run_once(fmnist_dir: Path, epochs: int, seed: int) -> dict:
         card = json.loads((Path(home) / "models" / report["version"] / "card.json").read_text())
     return {"accuracy": report["fmnist_test"]["accuracy"], "wall_s": wall, "peak_rss_mib": peak_mib,
             "epochs_run": card["epochs_run"], "train_wall_s": card["wall_time_s"],
-            "cpu_s": card["cpu_time_s"], "policy": card["precision_policy"]}
+            "cpu_s": card["cpu_time_s"], "policy": card["precision_policy"],
+            "epoch_s": sorted(h["time_s"] for h in card["history"])[len(card["history"]) // 2]}
 
 
 def main() -> int:
@@ -50,7 +51,7 @@ def main() -> int:
         results.append(r)
         print(f"run {i + 1}: test accuracy {r['accuracy']:.4f}  wall {r['wall_s']:.0f} s "
               f"(training+eval inside: {r['train_wall_s']:.0f} s, {r['epochs_run']} epochs, "
-              f"{r['cpu_s']:.0f} CPU-s, {r['policy']})  "
+              f"{r['cpu_s']:.0f} CPU-s, median epoch {r['epoch_s']:.1f} s, {r['policy']})  "
               f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
     accs = [r["accuracy"] for r in results]
     print(f"command: python -m activelearn train-seed --epochs {args.epochs} --seed {args.seed}")
