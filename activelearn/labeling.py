@@ -122,7 +122,7 @@ def decide(paths: Paths, *, annotator: str, item_id: int, action: str,
     predicted = entry.predicted_class_id if entry else None
     if action == "confirm" and class_id is None:
         if predicted is None:
-            entry = _lookup(paths, item_id)
+            entry = lookup(paths, item_id)
             predicted = entry.predicted_class_id if entry else None
         class_id = predicted
     if action in ("confirm", "correct") and predicted is not None and class_id is not None:
@@ -135,7 +135,7 @@ def decide(paths: Paths, *, annotator: str, item_id: int, action: str,
     return event
 
 
-def _lookup(paths: Paths, item_id: int) -> QueueEntry | None:
+def lookup(paths: Paths, item_id: int) -> QueueEntry | None:
     """The active model's view of one item (for decisions made without a queue entry)."""
     try:
         scores = scoring.score_items(paths)

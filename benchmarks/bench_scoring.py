@@ -59,7 +59,7 @@ def main() -> int:
         scores = scoring.score_items(paths)
         elapsed = time.perf_counter() - started
         print(f"scoring: {len(scores.item_ids)} items in {elapsed:.1f} s = "
-              f"{len(scores.item_ids) / elapsed:,.0f} items/s (probabilities + 128-d embeddings, "
+              f"{len(scores.item_ids) / elapsed:,.0f} items/s (probabilities + embeddings, "
               f"incl. reading pixels from SQLite and writing the cache)")
 
         db = store.open_db(paths.db)

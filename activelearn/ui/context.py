@@ -24,6 +24,12 @@ PERMISSIONS = {
     "classes": ("lead",),
     "fix-labels": ("lead",),
 }
+#: How a refused action reads in the error message.
+ACTION_PHRASES = {
+    "label": "label items", "review": "view reviews", "import": "import photos",
+    "train": "train models or cancel training", "activate": "activate model versions",
+    "export": "export datasets", "classes": "add classes", "fix-labels": "resolve label errors",
+}
 #: Without --auth/--users the app is single-user: that user is a lead.
 LOCAL_USER = "local"
 
@@ -47,5 +53,5 @@ class UIContext:
         """Return the user name, or raise gr.Error if their role may not perform `action`."""
         role = self.role(request)
         if role not in PERMISSIONS[action]:
-            raise gr.Error(f"{self.user(request)} ({role}) may not {action}: ask a lead", print_exception=False)
+            raise gr.Error(f"{self.user(request)} ({role}) may not {ACTION_PHRASES[action]}: ask a lead", print_exception=False)
         return self.user(request)

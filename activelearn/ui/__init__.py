@@ -1,0 +1,149 @@
+"""The Gradio app: a header (user, model, counts, job progress) over five tabs.
+
+`build_app` lays the page out; `launch_app` serves it (auth, keyboard
+shortcuts, the image folder Gradio may serve); `start_seed_if_needed` starts
+the seed training on a home with no model, so a first launch shows progress
+instead of an error. Nothing here reaches the internet: fonts are Gradio's
+bundled ones, analytics are off and there is no share link.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402 - the environment must be set first
+
+from activelearn import jobs, registry, store  # noqa: E402
+from activelearn.config import Paths  # noqa: E402
+from activelearn.errors import JobError  # noqa: E402
+from activelearn.jobs import Job  # noqa: E402
+from activelearn.ui import export_tab, import_tab, label_tab, review_tab, train_tab  # noqa: E402
+from activelearn.ui.auth import User, password_checker  # noqa: E402
+from activelearn.ui.context import UIContext  # noqa: E402
+
+#: Tabs after Label: (title, module exposing build(ctx)).
+OTHER_TABS = (("Import", import_tab), ("Train", train_tab), ("Review", review_tab), ("Export", export_tab))
+HEADER_POLL_S = 2.0
+#: A failed job's message is cut to this many characters in the header (the full text is a tooltip).
+FAILURE_CHARS = 160
+
+#: Shortcut keys -> elem_id of the button they click. Keys typed into a text field are left alone,
+#: and keys only act while the single-item label panel is on screen.
+KEYBOARD_JS = """
+() => {
+  if (window.__activelearnKeys) return;
+  window.__activelearnKeys = true;
+  const targets = {"Enter": "al-confirm", " ": "al-confirm", "s": "al-skip", "x": "al-reject",
+                   "z": "al-undo", "Backspace": "al-undo"};
+  for (const k of "1234567890") targets[k] = "al-class-" + k;
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const el = event.target;
+    const tag = (el && el.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select" || (el && el.isContentEditable)) return;
+    const panel = document.getElementById("al-label-panel");
+    if (!panel || panel.offsetParent === null) return;
+    const id = targets[event.key.length === 1 ? event.key.toLowerCase() : event.key];
+    const button = id && document.getElementById(id);
+    if (!button || button.disabled) return;
+    event.preventDefault();
+    if (el && el.blur && tag === "button") el.blur();
+    button.click();
+  });
+}
+"""
+
+CSS = """
+#al-header { padding: 6px 10px; border-radius: 8px; background: var(--block-background-fill); }
+#al-header .al-row { display: flex; flex-wrap: wrap; gap: 18px; align-items: center; }
+#al-header progress { width: 220px; height: 14px; vertical-align: middle; }
+#al-header .al-warn { color: var(--error-text-color, #b91c1c); }
+#al-preview img { image-rendering: pixelated; }
+#al-gallery .caption-label { font-size: 0.9em; }
+"""
+
+
+def start_seed_if_needed(paths: Paths) -> Job | None:
+    """With no active model, start (or find) the seed training job; returns it, or None if a model exists."""
+    if registry.active_version(paths.models) is not None:
+        return None
+    db = store.open_db(paths.db)
+    running = jobs.active_job(db)
+    if running is not None:
+        return running
+    try:
+        return jobs.start_training(paths, {"mode": "scratch"})
+    except JobError:  # another process started one a moment ago
+        return jobs.active_job(db)
+
+
+def job_line(job: Job | None, *, seeding: bool) -> str:
+    """The job part of the header: a progress bar polled from the job row, or the last outcome."""
+    if job is None:
+        return ""
+    if job.active:
+        what = "the seed model" if seeding else f"a new model ({job.params.get('mode', 'finetune')})"
+        detail = label_tab.job_progress(job)
+        if job.eta_s:
+            detail += f", about {job.eta_s:.0f} s left"
+        return (f"<span>training {html.escape(what)} (job {job.id}): {html.escape(detail)} "
+                f"<progress id='al-job-progress' max='1' value='{job.fraction_done:.4f}'></progress> "
+                f"<span id='al-job-percent'>{job.fraction_done:.0%}</span></span>")
+    if job.status == "failed":
+        message = job.message or ""
+        short = message if len(message) <= FAILURE_CHARS else message[:FAILURE_CHARS] + "… (hover for all)"
+        return (f"<span class='al-warn' title='{html.escape(message, quote=True)}'>"
+                f"job {job.id} failed: {html.escape(short)}</span>")
+    return f"<span>last job {job.id}: {html.escape(job.status)} {html.escape(job.version or '')}</span>"
+
+
+def header_html(ctx: UIContext, request: gr.Request | None) -> str:
+    """Who is working, on which model, with how much data, and any training in progress."""
+    db = store.open_db(ctx.paths.db)
+    counts = store.status(db).as_dict()
+    version = registry.active_version(ctx.paths.models)
+    latest = next(iter(jobs.list_jobs(db, limit=1)), None)
+    model = (f"model <b>{html.escape(version)}</b>" if version
+             else "<span class='al-warn'>no model yet</span>")
+    items = sum(counts["items"].values())
+    return (f"<div class='al-row'><span>user <b>{html.escape(ctx.user(request))}</b> "
+            f"({html.escape(ctx.role(request))})</span><span>{model}</span>"
+            f"<span>{items:,} items · {counts['labeled']:,} labeled · {counts['unlabeled_pool']:,} "
+            f"unlabeled</span>{job_line(latest, seeding=version is None)}</div>")
+
+
+def build_app(paths: Paths, roles: dict[str, str]) -> gr.Blocks:
+    """The whole page; `roles` maps user -> role (empty: single local user, a lead)."""
+    ctx = UIContext(paths, dict(roles))
+    store.open_db(paths.db)  # create or migrate before any tab reads it
+    with gr.Blocks(title="activelearn") as demo:
+        header = gr.HTML(elem_id="al-header")
+        with gr.Tabs():
+            with gr.Tab("Label", id="label", elem_id="al-tab-label"):
+                label_tab.build(ctx, demo)
+            for title, module in OTHER_TABS:
+                with gr.Tab(title, id=title.lower(), elem_id=f"al-tab-{title.lower()}"):
+                    module.build(ctx)
+
+        def on_header(request: gr.Request):
+            return header_html(ctx, request)
+
+        demo.load(on_header, None, header, api_name="header", show_progress="hidden")
+        gr.Timer(HEADER_POLL_S).tick(on_header, None, header, api_visibility="private",
+                                     show_progress="hidden")
+    return demo
+
+
+def launch_app(app: gr.Blocks, paths: Paths, users: list[User], *, host: str = "127.0.0.1",
+               port: int = 7860, prevent_thread_lock: bool = False, quiet: bool = False) -> tuple:
+    """Serve the app: Gradio login when users are given, local files limited to the image store."""
+    return app.launch(
+        server_name=host, server_port=port, share=False, prevent_thread_lock=prevent_thread_lock,
+        auth=password_checker(users) if users else None,
+        auth_message="activelearn: log in with the user name and password your lead gave you.",
+        allowed_paths=[str(paths.images)], js=KEYBOARD_JS, css=CSS, ssr_mode=False,
+        footer_links=["api"], show_error=True, quiet=quiet, enable_monitoring=False, mcp_server=False,
+    )

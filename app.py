@@ -1,0 +1,62 @@
+"""Start the activelearn web app: `python app.py [--home DIR] [--auth user:password[:role]] ...`.
+
+A thin shell: it reads the options, starts the seed training when the home
+has no model yet, builds the page (activelearn.ui) and serves it on the
+local machine. All behaviour lives in the activelearn package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no calls home
+
+from activelearn.config import resolve_paths  # noqa: E402
+from activelearn.errors import ActiveLearnError  # noqa: E402
+
+USERS_HELP = ("CSV file of users, one per line after the header `user,password,role` "
+              "(role: annotator or lead; empty = annotator; lines starting with # are ignored)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="Serve the labeling app. Without --auth/--users it is a single-user app "
+                    "whose user is a lead; with them, everyone logs in and roles are enforced.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--home", help="folder holding labels.db, models/ and data/ "
+                        "(default: $ACTIVELEARN_HOME or the current folder)")
+    parser.add_argument("--fmnist-dir", help="folder with the four Fashion-MNIST .gz files "
+                        "(default: $ACTIVELEARN_FMNIST_DIR or <home>/data/fashion-mnist)")
+    parser.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD[:ROLE]",
+                        help="add a user (repeatable); ROLE is annotator (default) or lead")
+    parser.add_argument("--users", metavar="FILE", help=USERS_HELP)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from activelearn.ui import build_app, launch_app, start_seed_if_needed
+    from activelearn.ui.auth import collect_users, roles_of
+
+    try:
+        users = collect_users(args.auth, args.users)
+    except ActiveLearnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    paths = resolve_paths(args.home, args.fmnist_dir)
+    seed = start_seed_if_needed(paths)
+    if seed is not None:
+        print(f"no active model in {paths.models}: training the seed model (job {seed.id}); "
+              "the page shows its progress", flush=True)
+    app = build_app(paths, roles_of(users))
+    launch_app(app, paths, users, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""End to end through gradio_client against real servers on 127.0.0.1, checking labels.db after each step.
+
+The main flow serves build_app in-process (the tiny model is already loaded);
+the first-launch tests run `python app.py` as a subprocess, as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from activelearn import jobs, registry, store
+from activelearn.config import resolve_paths
+from activelearn.ui import build_app, launch_app
+from activelearn.ui.auth import User, roles_of
+
+REPO = Path(__file__).resolve().parents[1]
+LEAD = User("lee", "pw-lead", "lead")
+TINY_RETRAIN = {"mode": "finetune", "epochs": 1, "fmnist_fraction": 0.02}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lead_client(seeded_home):
+    """A real server (login required) and a client logged in as a lead."""
+    from gradio_client import Client
+
+    demo = build_app(seeded_home, roles_of([LEAD]))
+    port = free_port()
+    launch_app(demo, seeded_home, [LEAD], port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", auth=(LEAD.name, LEAD.password), verbose=False)
+    finally:
+        demo.close()
+
+
+def decisions(db, annotator: str = LEAD.name) -> list[tuple]:
+    return db.execute("SELECT item_id, action, class_id FROM labels WHERE annotator = ? ORDER BY id",
+                      [annotator]).fetchall()
+
+
+@pytest.mark.slow
+def test_import_label_undo_retrain_review(lead_client, seeded_home, photo_folder):
+    client, paths = lead_client, seeded_home
+    db = store.open_db(paths.db)
+
+    # 1. import through the Import tab's endpoint (a folder on the server)
+    summary, _rejected, _preview = client.predict([], str(photo_folder), False, 0.1, api_name="/import_files")
+    assert "Added 60" in summary
+    assert db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 60
+    pool = len(store.unlabeled_pool(db))
+
+    # 2. label 20 items: confirms, digit-style corrections, a skip and a reject
+    shown = client.predict(api_name="/label_load")
+    names = store.class_names(db)
+    for step in range(20):
+        item_id = shown[0]
+        action, cls = {5: ("skip", ""), 9: ("reject", ""), 13: ("correct", "Bag"), 17: ("confirm", "3")}.get(
+            step, ("confirm", ""))
+        shown = client.predict(item_id, action, cls, api_name="/decide")
+        rows = decisions(db)
+        assert len(rows) == step + 1 and rows[-1][0] == item_id, "each decision is in labels.db at once"
+        assert shown[0] != item_id, "the next item is shown"
+    rows = decisions(db)
+    assert [r[1] for r in rows].count("skip") == 1 and [r[1] for r in rows].count("reject") == 1
+    assert rows[13][2] == names.index("Bag") and rows[17][2] == 3
+    assert "18 labeled · 1 skipped · 1 rejected" in shown[5]
+    assert len(store.unlabeled_pool(db)) == pool - 20
+
+    # 3. undo the last one: it comes back on screen and an undo event is appended
+    last_item = rows[-1][0]
+    shown = client.predict(api_name="/undo")
+    assert shown[0] == last_item and "back on screen" in shown[6]
+    undo = db.execute("SELECT action, item_id, annotator FROM labels ORDER BY id DESC LIMIT 1").fetchone()
+    assert undo == ("undo", last_item, LEAD.name)
+    assert len(store.labeled_items(db)) == 17, "18 labeled, the last one undone"
+    assert last_item not in store.label_state(db)
+
+    # 4. retrain through the Train tab and wait for the job row
+    client.predict(TINY_RETRAIN["mode"], TINY_RETRAIN["epochs"], TINY_RETRAIN["fmnist_fraction"], False,
+                   api_name="/start_training")
+    job = jobs.list_jobs(db, limit=1)[0]
+    assert job.params == TINY_RETRAIN
+    job = jobs.wait(db, job.id, timeout_s=600)
+    assert job.status == "succeeded", job.message
+    assert job.version == "v2" and (paths.models / "v2" / "model.keras").exists()
+    card = registry.read_card(paths.models, "v2")
+    assert card["parent"] == "v1" and card["human_labels_used"]["train"] == len(store.labeled_items(db, "pool"))
+
+    # 5. the new version is listed with its metrics (the versions table)
+    table = client.predict(api_name="/versions")[0]
+    assert [row[0] for row in table["data"]] == ["v1", "v2"]
+    assert table["data"][1][table["headers"].index("parent")] == "v1"
+
+
+def start_app(home: Path, fmnist_dir: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "app.py"), "--home", str(home), "--fmnist-dir", str(fmnist_dir),
+         "--port", str(port)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
+
+
+def wait_served(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"app.py exited: {proc.stdout.read()}")
+        try:
+            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not served within {timeout_s} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_first_launch_on_a_fresh_home_serves_the_page_and_starts_the_seed_job(tmp_path, fmnist_dir):
+    from gradio_client import Client
+
+    paths = resolve_paths(tmp_path / "fresh", fmnist_dir)
+    port = free_port()
+    proc = start_app(paths.home, fmnist_dir, port)
+    db = None
+    try:
+        wait_served(f"http://127.0.0.1:{port}/", proc)
+        db = store.open_db(paths.db)
+        job = jobs.list_jobs(db, limit=1)[0]
+        assert job.params == {"mode": "scratch"} and job.status in ("queued", "running")
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        assert "training the seed model" in client.predict(api_name="/header")
+        shown = client.predict(api_name="/label_load")
+        assert shown[0] is None and shown[6].startswith("Training the seed model")
+        jobs.cancel(db, job.id)  # the seed training would take minutes of CPU
+        assert jobs.wait(db, job.id, timeout_s=300).status in ("cancelled", "failed")
+    finally:
+        stop(proc)
+        if db is not None:
+            for job in jobs.list_jobs(db):
+                if job.active and job.pid:
+                    os.kill(job.pid, 15)
+
+
+@pytest.mark.slow
+def test_missing_fashion_mnist_without_internet_shows_the_loaders_message(tmp_path):
+    from gradio_client import Client
+
+    empty = tmp_path / "no-fmnist"
+    empty.mkdir()
+    paths = resolve_paths(tmp_path / "fresh", empty)
+    port = free_port()
+    offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+               "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+               "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
+    proc = start_app(paths.home, empty, port, env=offline)
+    try:
+        wait_served(f"http://127.0.0.1:{port}/", proc)
+        db = store.open_db(paths.db)
+        job = jobs.wait(db, jobs.list_jobs(db, limit=1)[0].id, timeout_s=300)
+        assert job.status == "failed" and "DatasetError" in job.message
+        header = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(api_name="/header")
+        assert "failed" in header and "train-images-idx3-ubyte.gz" in header and str(empty) in header
+        shown = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(api_name="/label_load")
+        assert "No model yet" in shown[6] and "Fashion-MNIST files" in shown[6]
+    finally:
+        stop(proc)
+    assert json.loads(db.execute("SELECT params FROM jobs").fetchone()[0]) == {"mode": "scratch"}
