@@ -144,6 +144,6 @@ def launch_app(app: gr.Blocks, paths: Paths, users: list[User], *, host: str = "
         server_name=host, server_port=port, share=False, prevent_thread_lock=prevent_thread_lock,
         auth=password_checker(users) if users else None,
         auth_message="activelearn: log in with the user name and password your lead gave you.",
-        allowed_paths=[str(paths.images)], js=KEYBOARD_JS, css=CSS, ssr_mode=False,
+        allowed_paths=[str(paths.images), str(paths.data / "exports")], js=KEYBOARD_JS, css=CSS, ssr_mode=False,
         footer_links=["api"], show_error=True, quiet=quiet, enable_monitoring=False, mcp_server=False,
     )

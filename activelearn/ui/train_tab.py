@@ -1,0 +1,247 @@
+"""Train tab: start / follow / cancel retraining, list model versions, activate or roll back.
+
+Training runs in its own process (`jobs.start_training`), so the handlers only
+insert or read a job row and return at once: the page stays usable for every
+annotator while a lead's job trains. A 1-second timer reads the job row and
+redraws only when it changed, so an idle page costs one SQLite read a second.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from activelearn import jobs, registry, reports, store
+from activelearn.errors import ActiveLearnError
+from activelearn.jobs import Job
+from activelearn.ui.context import UIContext
+
+POLL_S = 1.0
+VERSION_COLUMNS = ["version", "active", "parent", "created", "mode", "Fashion-MNIST acc",
+                   "holdout acc", "holdout n", "human labels", "classes", "activation"]
+
+
+def _shown(exc: ActiveLearnError) -> gr.Error:
+    return gr.Error(str(exc), print_exception=False)
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def job_summary(job: Job | None) -> str:
+    """One Markdown block: status, phase, epoch x/y, batch, loss, accuracy, ETA, final message."""
+    if job is None:
+        return "No training job yet."
+    lines = [f"**Job {job.id}: {job.status}** · phase {job.phase or '—'} · mode "
+             f"{job.params.get('mode', 'finetune')}"]
+    if job.epochs:
+        parts = [f"epoch {job.epoch or 0}/{job.epochs}"]
+        if job.batches:
+            parts.append(f"batch {job.batch or 0}/{job.batches}")
+        if job.loss is not None:
+            parts.append(f"loss {job.loss:.4f}")
+        if job.accuracy is not None:
+            parts.append(f"accuracy {job.accuracy:.3f}")
+        if job.active:
+            parts.append(f"ETA {_eta(job.eta_s)}")
+        lines.append(" · ".join(parts))
+    if job.message:
+        lines.append(job.message)
+    return "\n\n".join(lines)
+
+
+def progress_html(job: Job | None) -> str:
+    if job is None:
+        return ""
+    percent = 100 * job.fraction_done
+    return (f'<progress value="{percent:.1f}" max="100" style="width:100%;height:1.2em"></progress>'
+            f"<div>{percent:.0f}% of {job.epochs or '?'} epoch(s)</div>")
+
+
+def curves_figure(job: Job | None) -> Figure | None:
+    """Loss and accuracy per finished epoch, plus the running values of the epoch in progress."""
+    if job is None or not (job.history or job.loss is not None):
+        return None
+    figure = Figure(figsize=(8, 3), layout="constrained")
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    done = [h.get("epoch", i + 1) for i, h in enumerate(job.history)]
+    for axes, key in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+        axes.plot(done, [h.get(key) for h in job.history], "o-", label=f"train {key}")
+        val = [h.get(f"val_{key}") for h in job.history]
+        if any(v is not None for v in val):
+            axes.plot(done, val, "s--", label=f"validation {key}")
+        current = getattr(job, key)
+        if job.active and job.phase == "train" and current is not None and job.epoch and job.batches:
+            axes.plot([job.epoch - 1 + (job.batch or 0) / job.batches], [current], "*", markersize=12,
+                      label="current epoch (running)")
+        axes.set_xlim(0, (job.epochs or len(job.history)) + 0.25)  # the whole run, filled in as it goes
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel("epoch")
+        axes.set_title(key)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="small")
+    return figure
+
+
+def _latest_job(db) -> Job | None:
+    latest = jobs.list_jobs(db, limit=1)
+    return jobs.active_job(db) or (latest[0] if latest else None)
+
+
+def versions_table(ctx: UIContext) -> pd.DataFrame:
+    """registry.version_summaries with the activation decision and reason from each card."""
+    rows = []
+    for row in registry.version_summaries(ctx.paths.models):
+        if "error" in row:
+            rows.append({"version": row["version"], "active": row["active"], "activation": row["error"]})
+            continue
+        decision = registry.read_card(ctx.paths.models, row["version"]).get("activation") or {}
+        verdict = ("activated" if decision.get("activated") else "kept inactive") if decision else ""
+        holdout = row["holdout_accuracy"]
+        rows.append({
+            "version": row["version"], "active": "✔" if row["active"] else "",
+            "parent": row["parent"] or "", "created": (row["created_at"] or "")[:19].replace("T", " "),
+            "mode": row["mode"] or "", "Fashion-MNIST acc": round(row["fmnist_accuracy"], 4),
+            "holdout acc": None if holdout is None else round(holdout, 4), "holdout n": row["holdout_n"],
+            "human labels": row["human_labels"], "classes": row["classes"],
+            "activation": f"{verdict}: {decision['reason']}" if decision.get("reason") else verdict,
+        })
+    return pd.DataFrame(rows, columns=VERSION_COLUMNS)
+
+
+def _version_choices(ctx: UIContext) -> gr.Dropdown:
+    versions = registry.list_versions(ctx.paths.models)
+    return gr.Dropdown(choices=versions, value=registry.active_version(ctx.paths.models))
+
+
+def start_training(ctx: UIContext, mode: str, epochs: float, fmnist_fraction: float,
+                   force_activate: bool, request: gr.Request | None) -> str:
+    """Queue a retraining job and return at once; the job runs in its own process. Lead only."""
+    ctx.require(request, "train")
+    params: dict[str, Any] = {"mode": mode, "epochs": int(epochs), "fmnist_fraction": float(fmnist_fraction)}
+    if force_activate:
+        params["force_activate"] = True
+    try:
+        job = jobs.start_training(ctx.paths, params)
+    except ActiveLearnError as exc:
+        raise _shown(exc) from exc
+    return job_summary(job)
+
+
+def cancel_training(ctx: UIContext, request: gr.Request | None) -> str:
+    """Ask the running job to stop; the worker stops within about a second. Lead only."""
+    ctx.require(request, "train")
+    db = store.open_db(ctx.paths.db)
+    job = jobs.active_job(db)
+    if job is None:
+        raise gr.Error("no training job is running", print_exception=False)
+    try:
+        return job_summary(jobs.cancel(db, job.id))
+    except ActiveLearnError as exc:
+        raise _shown(exc) from exc
+
+
+def job_status(ctx: UIContext, seen: list | None = None) -> tuple:
+    """The timer's poll: (seen key, summary, progress bar, curves, versions, version choices, history).
+
+    `seen` is the key of what the page shows; when the job row has not changed every
+    display output is skipped. When a job ends, the versions table is refreshed and a
+    notice carries the job's verdict (activated or kept inactive, and why).
+    """
+    job = _latest_job(store.open_db(ctx.paths.db))
+    key = [] if job is None else [job.id, job.status, job.phase, job.epoch, job.batch]
+    if seen is not None and key == seen:
+        return (seen, *[gr.skip()] * 6)
+    just_ended = (job is not None and not job.active and bool(seen) and seen[0] == job.id
+                  and seen[1] in jobs.ACTIVE_STATES)
+    if just_ended:
+        (gr.Info if job.status == "succeeded" else gr.Warning)(f"Job {job.id} {job.status}: {job.message}")
+    versions = refresh_versions(ctx) if seen is None or just_ended else (gr.skip(),) * 3
+    return (key, job_summary(job), progress_html(job), curves_figure(job), *versions)
+
+
+def activate_version(ctx: UIContext, version: str | None, request: gr.Request | None) -> tuple:
+    """Point ACTIVE at a version (roll back or forward) after checking it loads. Lead only."""
+    ctx.require(request, "activate")
+    if not version:
+        raise gr.Error("choose a version to activate", print_exception=False)
+    try:
+        registry.activate(ctx.paths.models, version)
+    except ActiveLearnError as exc:
+        raise _shown(exc) from exc
+    return (f"{version} is now the active model.", *refresh_versions(ctx))
+
+
+def learning_history(ctx: UIContext) -> Figure | None:
+    """Accuracy of every version on both test sets (the CLI report's history.png)."""
+    versions = registry.list_versions(ctx.paths.models)
+    cards = []
+    for version in versions:
+        try:
+            cards.append(registry.read_card(ctx.paths.models, version))
+        except ActiveLearnError:  # a broken version is listed in the table with its error
+            continue
+    return reports.history_figure(cards) if cards else None
+
+
+def refresh_versions(ctx: UIContext) -> tuple[pd.DataFrame, gr.Dropdown, Figure | None]:
+    return versions_table(ctx), _version_choices(ctx), learning_history(ctx)
+
+
+def build(ctx: UIContext) -> None:
+    gr.Markdown("Retrain on Fashion-MNIST plus every human label. The job runs in the background: "
+                "keep labeling meanwhile. A new version becomes active only if it is not worse on "
+                "the in-domain holdout (unless forced).")
+    with gr.Row():
+        mode = gr.Radio([("Fine-tune the active model", "finetune"), ("From scratch", "scratch")],
+                        value="finetune", label="Mode")
+        epochs = gr.Number(value=3, minimum=1, maximum=100, precision=0, label="Epochs")
+        fraction = gr.Slider(0.01, 1.0, value=0.35, step=0.01, label="Share of Fashion-MNIST per epoch")
+        force = gr.Checkbox(label="Activate even if not better")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary")
+        cancel = gr.Button("Cancel training", variant="stop")
+    summary = gr.Markdown()
+    bar = gr.HTML()
+    curves = gr.Plot(label="Training curves")
+    seen = gr.State(None)
+    timer = gr.Timer(POLL_S)
+
+    gr.Markdown("### Model versions")
+    table = gr.DataFrame(headers=VERSION_COLUMNS, interactive=False, wrap=True)
+    with gr.Row():
+        chosen = gr.Dropdown(label="Version", choices=[], interactive=True)
+        activate = gr.Button("Activate (roll back / forward)")
+        refresh = gr.Button("Refresh")
+    activation_note = gr.Markdown()
+    history = gr.Plot(label="Learning history: accuracy of every version")
+
+    def on_start(mode, epochs, fraction, force, request: gr.Request):
+        return start_training(ctx, mode, epochs, fraction, force, request)
+
+    def on_cancel(request: gr.Request):
+        return cancel_training(ctx, request)
+
+    def on_activate(version, request: gr.Request):
+        return activate_version(ctx, version, request)
+
+    def on_select(data: pd.DataFrame, event: gr.SelectData):
+        return gr.Dropdown(value=data.iloc[event.index[0]]["version"])
+
+    start.click(on_start, [mode, epochs, fraction, force], summary, api_name="start_training")
+    cancel.click(on_cancel, None, summary, api_name="cancel_training")
+    timer.tick(lambda seen_key: job_status(ctx, seen_key), seen,
+               [seen, summary, bar, curves, table, chosen, history], api_name="job_status",
+               concurrency_limit=None)
+    refresh.click(lambda: refresh_versions(ctx), None, [table, chosen, history], api_name="versions")
+    activate.click(on_activate, chosen, [activation_note, table, chosen, history], api_name="activate_version")
+    table.select(on_select, table, chosen, api_visibility="private")
