@@ -326,7 +326,9 @@ def resolve_label_issue(ctx: UIContext, item_id: int | None, class_name: str | N
 # ---------------------------------------------------------------- layout
 
 def _version_dropdown(ctx: UIContext, label: str, value: str | None = None) -> gr.Dropdown:
-    return gr.Dropdown(registry.list_versions(ctx.paths.models),
+    """Choices refresh on focus; custom values let API callers name a version created since
+    the page loaded (the handlers check it against the registry)."""
+    return gr.Dropdown(registry.list_versions(ctx.paths.models), allow_custom_value=True,
                        value=value or registry.active_version(ctx.paths.models), label=label)
 
 
