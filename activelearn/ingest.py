@@ -4,8 +4,9 @@ Inputs are folders (walked recursively), .zip / .tar(.gz|.bz2|.xz) archives, loo
 files (what the UI uploads), .txt / .csv lists of image URLs, and bare http(s) URLs.
 Every file is treated as hostile until proven an image: sizes are capped before
 reading, archive members are read as streams and never extracted (so `../evil.jpg`,
-absolute names, links and device files cannot touch the disk), Pillow verifies the
-file and a per-call pixel limit stops decompression bombs. One bad file becomes one
+absolute names, links and device files cannot touch the disk), only common photo
+formats are decoded, Pillow verifies the file and a per-call pixel limit stops
+decompression bombs. One bad file becomes one
 line in the report; the rest of the import goes on.
 
 Each accepted file is copied, by content hash, under ``<home>/data/images`` and its
@@ -15,7 +16,9 @@ committed in batches because one SQLite commit per photo would halve throughput;
 the write lock is held only while a prepared batch is inserted, not while decoding.
 
 Only hashes are kept between files (a set of SHA-256 strings and one uint64 array of
-dHashes), so memory stays bounded for 100,000-file imports.
+dHashes), so memory stays bounded for 100,000-file imports. A near-duplicate is found in
+two steps: the object's dHash picks candidates cheaply, then their 28x28 conversions, read
+back from the database, confirm or refuse them (see ``NEAR_DUP_MAX_PIXEL_DISTANCE``).
 
 Image copies are not fsync'ed (that costs ~2.5 ms per photo here, more than decoding):
 a process crash is safe, but after an OS crash or power loss an item committed just
@@ -55,8 +58,28 @@ from activelearn.config import Paths
 from activelearn.convert import Conversion, dhash, normalize_image, open_for_conversion, to_fmnist
 from activelearn.errors import ActiveLearnError, ImportRejected
 
-#: Near-duplicates: dHash distance at or below this (of 64 bits) flags an item.
-NEAR_DUP_MAX_DISTANCE = 4
+#: Near-duplicate candidates: object dHashes at most this many bits (of 64) apart.
+#: Only a cheap filter since :data:`NEAR_DUP_MAX_PIXEL_DISTANCE` decides; 6 rather than 4
+#: because 97.8% of copies (see there) lie within 6 bits of their original, 92.9% within 4.
+NEAR_DUP_MAX_DISTANCE = 6
+#: A candidate is a near-duplicate when :func:`pixel_distance` between the conversions is at
+#: most this. Measured on 5,000 synthetic photos (400x533) of distinct Fashion-MNIST training
+#: images and on 4,000 copies of 800 of them (recompressed at quality 60, brightened 5%,
+#: downscaled to 75%, downscaled to 50% at quality 75, cropped by 2-4% a side): copies lie at
+#: a median 0.07 from their original, 95% below 0.47, 99% below 0.80; the 13,951 distinct pairs
+#: within 6 dHash bits (86% of the same class) at a median 11.8, 99% above 0.96, 99.9% above
+#: 0.52, the closest at 0.30, all of them plain trousers. At 0.5, 0.20% of the distinct photos
+#: are flagged (dHash alone at 4 bits: 12.3%), all trousers (1.8% of them); 94.0% of copies are
+#: flagged as near-duplicates of their own original (quality 60: 97.5%, brightened 90.2%, 75%
+#: size 90.5%, cropped 98.6%; benchmarks/bench_import.py: 93% of its 800 copies, 79% with the
+#: dHash alone). 0.4 would flag 0.08% and catch 91.5%, 0.6 0.46% and 95.7%. Small photos are
+#: caught less often: compression ringing moves the object box of a 120x160 JPEG, so of its
+#: copies at quality 60 only 75% stay within 6 hash bits and 70% within this distance (from
+#: 300x400 up, 98-100% and 97-100%).
+NEAR_DUP_MAX_PIXEL_DISTANCE = 0.5
+#: Candidates verified per photo, closest hashes first: bounds the work where many items
+#: share a silhouette (a copy's hash is almost always among the closest).
+NEAR_DUP_MAX_CANDIDATES = 256
 #: Rows inserted per commit.
 COMMIT_EVERY = 200
 
@@ -560,13 +583,12 @@ class _HashIndex:
             self._ids[:self._size] = ids
             self._hashes[:self._size] = np.array(hashes, np.int64).view(np.uint64)
 
-    def nearest(self, value: int) -> int | None:
-        """Slot of the closest hash within NEAR_DUP_MAX_DISTANCE bits (earliest on ties), or None."""
-        if self._size == 0:
-            return None
+    def candidates(self, value: int) -> np.ndarray:
+        """Up to NEAR_DUP_MAX_CANDIDATES slots within NEAR_DUP_MAX_DISTANCE bits, closest first, earliest on ties."""
         distances = np.bitwise_count(self._hashes[:self._size] ^ np.uint64(value))
-        slot = int(np.argmin(distances))
-        return slot if distances[slot] <= NEAR_DUP_MAX_DISTANCE else None
+        slots = np.flatnonzero(distances <= NEAR_DUP_MAX_DISTANCE)
+        order = np.argsort(distances[slots], kind="stable")  # slots ascend, so ties stay earliest first
+        return slots[order[:NEAR_DUP_MAX_CANDIDATES]]
 
     def add(self, value: int) -> int:
         if self._size == len(self._hashes):
@@ -583,16 +605,57 @@ class _HashIndex:
         self._ids[slot] = item_id
 
 
+def _neighbourhood_range(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest value in each pixel's 3x3 neighbourhood, for (..., H, W) images.
+
+    Beyond the frame counts as black background: the object spans the conversion's
+    longest side, so its edge pixels there shift as much as any other edge.
+    """
+    height, width = pixels.shape[-2:]
+    padded = np.pad(pixels, [(0, 0)] * (pixels.ndim - 2) + [(1, 1), (1, 1)])
+    windows = [padded[..., dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)]
+    return np.minimum.reduce(windows), np.maximum.reduce(windows)
+
+
+def _mean_outside(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Mean (over the last two axes) of how far each value lies outside its [low, high] range."""
+    return (np.maximum(low - values, 0) + np.maximum(values - high, 0)).mean(axis=(-2, -1))
+
+
+def pixel_distance(pixels: np.ndarray, others: np.ndarray, limit: float = np.inf) -> np.ndarray:
+    """Shift-tolerant distance between one 28x28 conversion and each of a stack of them.
+
+    How far, in grey levels averaged over the image, each pixel of one image lies outside
+    the range of the other image's 3x3 neighbourhood around it; the larger of the two
+    directions. A copy's conversion is the same picture misplaced by up to a pixel or
+    rescaled by a few percent (its object box moved by a pixel or two), which a plain
+    pixel difference punishes at every edge; this distance forgives exactly that, while
+    different garments still differ in shading, texture and shape by more than a pixel.
+
+    Distances found to exceed ``limit`` in the cheap direction come back as infinity
+    without the costly one (ranges around every candidate's pixels): in a crowded hash
+    neighbourhood nearly all candidates are refused that way.
+    """
+    query = np.asarray(pixels, np.int16)
+    stack = np.asarray(others, np.int16).reshape(-1, *query.shape)
+    query_low, query_high = _neighbourhood_range(query)
+    distances = _mean_outside(stack, query_low, query_high)
+    distances[distances > limit] = np.inf
+    close = np.flatnonzero(np.isfinite(distances))
+    stack_low, stack_high = _neighbourhood_range(stack[close])
+    distances[close] = np.maximum(distances[close], _mean_outside(query, stack_low, stack_high))
+    return distances
+
+
 def _object_dhash(image: Image.Image, conversion: Conversion) -> int:
     """dHash of the object's bounding box (the whole image when nothing could be trimmed).
 
     Hashing whole product photos makes almost everything look alike: the plain backdrop
     contributes the same zero bits to every hash and centred garments share a silhouette
     at 9x8. On 600 synthetic photos of distinct Fashion-MNIST images, whole-image hashes
-    put 88% of them within 4 bits of another photo; object-box hashes 5%. The price is
-    recall: a one-pixel shift of the box moves every cell, so the box hash matches 95% of
-    copies recompressed at quality 60, 93% of copies brightened by 5% and 82% of copies
-    downscaled to 75% (whole-image hashes: all of them).
+    put 88% of them within 4 bits of another photo; object-box hashes 5% (12% of 5,000,
+    hence the pixel check after it). The price is recall: a one-pixel shift of the box
+    moves every cell, so the box hash of 2% of copies is more than 6 bits from the original's.
     """
     return dhash(image.crop(conversion.bbox) if conversion.bbox is not None else image)
 
@@ -667,6 +730,7 @@ class _Importer:
         self.hashes = _HashIndex(db.execute(
             "SELECT id, dhash FROM items WHERE dhash IS NOT NULL ORDER BY id").fetchall())
         self.pending: list[_PendingItem] = []
+        self.pending_pixels: dict[int, np.ndarray] = {}  # slot -> conversion, until its row is committed
         self.unlabeled_folders: Counter = Counter()
 
     def process(self, candidate: _Candidate) -> None:
@@ -682,13 +746,15 @@ class _Importer:
             return
         conversion = to_fmnist(decoded.image)
         image_hash = _object_dhash(decoded.image, conversion)
-        near_dup_slot = self.hashes.nearest(image_hash)
+        near_dup_slot = self._near_duplicate_slot(image_hash, conversion.pixels)
         stored = _store_original(self.paths, sha256, decoded.format, candidate.data)
         self.known_sha.add(sha256)
         split = "holdout" if _in_holdout(sha256, self.seed, self.holdout_fraction) else "pool"
+        slot = self.hashes.add(image_hash)
+        self.pending_pixels[slot] = conversion.pixels
         self.pending.append(_PendingItem(
             sha256=sha256,
-            slot=self.hashes.add(image_hash),
+            slot=slot,
             near_dup_slot=near_dup_slot,
             class_id=self._class_of(candidate.folder),
             fields=dict(
@@ -698,6 +764,31 @@ class _Importer:
                 pixels=np.ascontiguousarray(conversion.pixels), dhash=_signed64(image_hash),
                 flags=",".join(conversion.flags)),
         ))
+
+    def _near_duplicate_slot(self, image_hash: int, pixels: np.ndarray) -> int | None:
+        """The hash candidate whose conversion is closest to ``pixels``, if within NEAR_DUP_MAX_PIXEL_DISTANCE."""
+        slots, stack = self._candidate_pixels(self.hashes.candidates(image_hash).tolist())
+        if not slots:
+            return None
+        distances = pixel_distance(pixels, stack, limit=NEAR_DUP_MAX_PIXEL_DISTANCE)
+        best = int(np.argmin(distances))  # first of equals: the closer hash, then the earlier item
+        return slots[best] if distances[best] <= NEAR_DUP_MAX_PIXEL_DISTANCE else None
+
+    def _candidate_pixels(self, slots: list[int]) -> tuple[list[int], np.ndarray]:
+        """Conversions of the items in ``slots``, in order, from the batch or the database.
+
+        Read back per candidate rather than held for every item (784 bytes each: 78 MB
+        at 100,000 items). A slot whose row has been deleted since is left out.
+        """
+        found = {slot: self.pending_pixels[slot] for slot in slots if slot in self.pending_pixels}
+        slot_of_id = {self.hashes.item_id(slot): slot for slot in slots if slot not in found}
+        if slot_of_id:
+            marks = ",".join("?" * len(slot_of_id))
+            for item_id, blob in self.db.execute(f"SELECT id, pixels FROM items WHERE id IN ({marks})",
+                                                 list(slot_of_id)):
+                found[slot_of_id[item_id]] = np.frombuffer(blob, np.uint8).reshape(28, 28)
+        ordered = [slot for slot in slots if slot in found]
+        return ordered, np.array([found[slot] for slot in ordered], np.uint8).reshape(-1, 28, 28)
 
     def _class_of(self, folder: str | None) -> int | None:
         if not self.label_from_folders:
@@ -737,6 +828,7 @@ class _Importer:
                 self.hashes.set_item_id(item.slot, item_id)
                 added.append((item_id, near_dup_of is not None, item.class_id is not None))
         self.pending.clear()
+        self.pending_pixels.clear()
         for item_id, near_dup, labeled in added:  # counted only once committed
             self.report.added += 1
             self.report.added_ids.append(item_id)

@@ -21,12 +21,17 @@ from PIL import Image, ImageDraw, ImageEnhance
 
 from activelearn import store
 from activelearn.config import Paths, resolve_paths
+from activelearn.convert import hamming
 from activelearn.errors import ActiveLearnError
-from activelearn.ingest import ImportLimits, ImportReport, import_paths
+from activelearn.ingest import (NEAR_DUP_MAX_DISTANCE, NEAR_DUP_MAX_PIXEL_DISTANCE, ImportLimits, ImportReport,
+                                import_paths, pixel_distance)
 from activelearn.synthetic import make_product_photo
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = ("box", "ellipse", "triangle", "tee", "boot", "bar")
+#: Near-duplicate tests use photos of a scraped product photo's size: in a 120x160 JPEG,
+#: compression ringing moves the object box enough to hide a copy.
+PRODUCT_SIZE = (400, 533)
 
 
 def garment(shape: str, seed: int = 0) -> np.ndarray:
@@ -52,8 +57,17 @@ def garment(shape: str, seed: int = 0) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def photo(shape: str = "box", seed: int = 0) -> Image.Image:
-    return make_product_photo(garment(shape, seed), size=(120, 160), rng=np.random.default_rng(seed))
+def photo(shape: str = "box", seed: int = 0, size: tuple[int, int] = (120, 160)) -> Image.Image:
+    return make_product_photo(garment(shape, seed), size=size, rng=np.random.default_rng(seed))
+
+
+def copies(original: Image.Image) -> dict[str, bytes]:
+    """The usual ways a scraped photo reappears: recompressed, brightened, downscaled, cropped."""
+    width, height = original.size
+    return {"q60.jpg": encode(original, quality=60),
+            "brighter.jpg": encode(ImageEnhance.Brightness(original).enhance(1.05), quality=90),
+            "smaller.png": encode(original.resize((width * 3 // 4, height * 3 // 4)), "PNG"),
+            "cropped.jpg": encode(original.crop((12, 16, width - 8, height - 21)), quality=90)}
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:
@@ -84,6 +98,14 @@ def items(paths: Paths) -> list[dict]:
 
 def reasons(report: ImportReport) -> dict[str, str]:
     return {Path(r.file.split(":")[-1]).name: r.reason for r in report.rejected}
+
+
+def near_dup_root(row: dict, rows: dict[str, dict]) -> int:
+    """The item at the end of a row's near_dup_of chain."""
+    by_id = {r["id"]: r for r in rows.values()}
+    while row["near_dup_of"] is not None:
+        row = by_id[row["near_dup_of"]]
+    return row["id"]
 
 
 def assert_consistent(paths: Paths) -> None:
@@ -379,22 +401,63 @@ def test_exact_duplicates_are_counted_not_imported(paths, tmp_path):
 
 
 def test_near_duplicates_are_imported_but_flagged(paths, tmp_path):
-    original = photo("boot", 7)
+    original = photo("boot", 7, PRODUCT_SIZE)
     write(tmp_path / "in" / "1_original.jpg", encode(original, quality=90))
-    write(tmp_path / "in" / "2_other.jpg", jpeg("triangle", 8))
-    write(tmp_path / "in" / "3_recompressed.jpg", encode(original, quality=55))
-    write(tmp_path / "in" / "4_brighter.jpg", encode(ImageEnhance.Brightness(original).enhance(1.04), quality=85))
-    write(tmp_path / "in" / "5_smaller.png", encode(original.resize((90, 120)), "PNG"))
+    write(tmp_path / "in" / "2_other.jpg", encode(photo("triangle", 8, PRODUCT_SIZE), quality=90))
+    for name, data in copies(original).items():
+        write(tmp_path / "in" / f"3_{name}", data)
 
     report = import_paths([tmp_path / "in"], paths=paths)
 
-    assert (report.added, report.duplicates, report.near_duplicates) == (5, 0, 3)
+    assert (report.added, report.duplicates, report.near_duplicates) == (6, 0, 4)
     rows = {r["original_name"]: r for r in items(paths)}
     first = rows["1_original.jpg"]["id"]
     assert rows["1_original.jpg"]["near_dup_of"] is None and rows["2_other.jpg"]["near_dup_of"] is None
-    assert [rows[name]["near_dup_of"] for name in ("3_recompressed.jpg", "4_brighter.jpg", "5_smaller.png")] \
-        == [first] * 3
+    assert {name: rows[f"3_{name}"]["near_dup_of"] for name in copies(original)} \
+        == dict.fromkeys(copies(original), first)
     assert all(-(2 ** 63) <= r["dhash"] < 2 ** 63 for r in rows.values())
+
+
+def test_the_same_silhouette_in_another_colour_is_not_flagged(paths, tmp_path):
+    """Close object hashes only nominate a candidate; the differing pixels refuse it."""
+    write(tmp_path / "in" / "black_boot.jpg", encode(photo("boot", 7, PRODUCT_SIZE), quality=90))
+    write(tmp_path / "in" / "brown_boot.jpg", encode(photo("boot", 8, PRODUCT_SIZE), quality=90))
+    report = import_paths([tmp_path / "in"], paths=paths)
+    first, second = items(paths)
+    assert hamming(first["dhash"] % 2 ** 64, second["dhash"] % 2 ** 64) <= NEAR_DUP_MAX_DISTANCE
+    assert (report.added, report.near_duplicates) == (2, 0)
+
+
+def test_similar_fashion_mnist_photos_are_told_apart_from_copies(paths, tmp_path, fmnist):
+    """Ankle boots 111 and 1685 of the training set make photos with equal object hashes."""
+    def product(index: int) -> Image.Image:
+        return make_product_photo(fmnist.x_train[index], rng=np.random.default_rng([0, index]))
+
+    boot = product(111)
+    write(tmp_path / "in" / "1_boot.jpg", encode(boot, quality=90))
+    write(tmp_path / "in" / "2_another_boot.jpg", encode(product(1685), quality=90))
+    for name, data in copies(boot).items():
+        write(tmp_path / "in" / f"3_{name}", data)
+
+    report = import_paths([tmp_path / "in"], paths=paths)
+
+    rows = {r["original_name"]: r for r in items(paths)}
+    assert hamming(rows["1_boot.jpg"]["dhash"] % 2 ** 64, rows["2_another_boot.jpg"]["dhash"] % 2 ** 64) \
+        <= NEAR_DUP_MAX_DISTANCE
+    assert rows["2_another_boot.jpg"]["near_dup_of"] is None
+    assert report.near_duplicates == 4
+    # a copy points to the closest earlier item, which may be an earlier copy; every chain ends at the original
+    assert {name: near_dup_root(rows[f"3_{name}"], rows) for name in copies(boot)} \
+        == dict.fromkeys(copies(boot), rows["1_boot.jpg"]["id"])
+
+
+def test_a_near_duplicate_points_to_the_earliest_of_equally_close_items(paths, tmp_path):
+    original = photo("tee", 3, PRODUCT_SIZE)
+    for name, fmt in (("a.png", "PNG"), ("b.bmp", "BMP"), ("c.tif", "TIFF")):  # lossless: identical pixels
+        write(tmp_path / "in" / name, encode(original, fmt))
+    import_paths([tmp_path / "in"], paths=paths)
+    first, second, third = items(paths)
+    assert (first["near_dup_of"], second["near_dup_of"], third["near_dup_of"]) == (None, first["id"], first["id"])
 
 
 def test_distinct_garments_are_not_flagged(paths, tmp_path):
@@ -405,14 +468,30 @@ def test_distinct_garments_are_not_flagged(paths, tmp_path):
 
 
 def test_near_duplicates_are_found_across_imports_and_batches(paths, tmp_path):
-    original = photo("boot", 7)
+    original = photo("boot", 7, PRODUCT_SIZE)
     import_paths([write(tmp_path / "a" / "first.jpg", encode(original, quality=90))], paths=paths)
-    write(tmp_path / "b" / "x.jpg", jpeg("tee", 4))
+    write(tmp_path / "b" / "x.jpg", encode(photo("tee", 4, PRODUCT_SIZE), quality=90))
     write(tmp_path / "b" / "y.jpg", encode(original, quality=60))
+    write(tmp_path / "b" / "z.jpg", encode(original.resize((300, 400)), quality=80))
     report = import_paths([tmp_path / "b"], paths=paths, commit_every=1)
-    assert report.near_duplicates == 1
+    assert report.near_duplicates == 2
     rows = {r["original_name"]: r for r in items(paths)}
-    assert rows["y.jpg"]["near_dup_of"] == rows["first.jpg"]["id"]
+    assert rows["x.jpg"]["near_dup_of"] is None
+    assert rows["y.jpg"]["near_dup_of"] == rows["z.jpg"]["near_dup_of"] == rows["first.jpg"]["id"]
+
+
+def test_pixel_distance_forgives_a_one_pixel_shift_but_not_other_content():
+    boot = garment("boot", 1)
+    shifted = np.roll(boot, 1, axis=1)
+    brighter = np.clip(boot.astype(int) + 40, 0, 255).astype(np.uint8) * (boot > 0)
+    distances = pixel_distance(boot, np.stack([boot, shifted, garment("tee", 1), brighter]))
+    assert distances[0] == 0
+    assert distances[1] == 0 < np.abs(shifted.astype(int) - boot).mean()  # a plain difference punishes the shift
+    assert distances[2] > 10 * NEAR_DUP_MAX_PIXEL_DISTANCE and distances[3] > 10 * NEAR_DUP_MAX_PIXEL_DISTANCE
+    assert pixel_distance(shifted, boot[None])[0] == distances[1]  # symmetric
+    assert np.allclose(pixel_distance(garment("tee", 1), boot[None]), distances[2])
+    limited = pixel_distance(boot, np.stack([boot, shifted, garment("tee", 1), brighter]), limit=1.0)
+    assert list(limited) == [0, 0, np.inf, np.inf]  # over the limit: not worth the second direction
 
 
 # ---------------------------------------------------------------- labels and splits
