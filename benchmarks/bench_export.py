@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -29,23 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.memory import memory_kb
+
 REPO = Path(__file__).resolve().parents[1]
 #: (format, output name): the folder formats once as a folder and once as a zip.
 RUNS = (("imagefolder", "imagefolder"), ("imagefolder", "imagefolder.zip"), ("fmnist", "fmnist"),
         ("fmnist", "fmnist.zip"), ("csv", "manifest.csv"), ("jsonl", "manifest.jsonl"),
         ("parquet", "dataset.parquet"))
 ANNOTATORS = ("alice", "bob", "import")
-
-
-def memory_kb(field: str) -> int:
-    """VmRSS (now) or VmHWM (peak) of this process from /proc, else ru_maxrss."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def base_photos(fmnist_images: np.ndarray, count: int = 16) -> list[bytes]:

@@ -33,6 +33,7 @@ from activelearn import FMNIST_CLASSES, store
 from activelearn.config import resolve_paths
 from activelearn.fmnist import load_fashion_mnist
 from activelearn.synthetic import safe_folder_name, write_product_photos
+from benchmarks.memory import memory_kb
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
@@ -112,21 +113,6 @@ def copy_recall(home: Path, copies: Path) -> dict[str, tuple[int, int]]:
         hits, total = found[kind]
         found[kind] = (hits + (root == original and root != item_id), total + 1)
     return found
-
-
-def memory_kb(field: str) -> int:
-    """VmRSS (now) or VmHWM (peak) of this process from /proc, else ru_maxrss.
-
-    ru_maxrss alone misleads here: Linux carries a forked parent's resident size into the
-    child's ru_maxrss across exec, so the child would report the generator's memory.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def measure_import(photos: Path, home: Path) -> dict:
