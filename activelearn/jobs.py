@@ -130,11 +130,10 @@ def reap_stale(db: sqlite_utils.Database) -> None:
     rows = db.execute("SELECT id, pid, heartbeat_at, created_at FROM jobs "
                       "WHERE status IN ('queued','running')").fetchall()
     for job_id, pid, heartbeat, created in rows:
-        last = heartbeat or created
-        silent = time.time() - _parse_ts(last) > HEARTBEAT_TIMEOUT_S
-        if (pid is not None and not _process_alive(pid)) or silent:
-            reason = "worker process died" if pid is not None and not _process_alive(pid) \
-                else f"no progress for {HEARTBEAT_TIMEOUT_S} s"
+        dead = pid is not None and not _process_alive(pid)
+        silent = time.time() - _parse_ts(heartbeat or created) > HEARTBEAT_TIMEOUT_S
+        if dead or silent:
+            reason = "worker process died" if dead else f"no progress for {HEARTBEAT_TIMEOUT_S} s"
             db.execute("UPDATE jobs SET status = 'failed', message = ?, finished_at = ? "
                        "WHERE id = ? AND status IN ('queued','running')",
                        [f"{reason} (pid {pid}); the active model is unchanged", now(), job_id])

@@ -16,6 +16,7 @@ import numpy as np
 
 from activelearn import query, scoring, store
 from activelearn.config import Paths
+from activelearn.errors import ActiveLearnError
 from activelearn.store import LabelEvent
 
 LEASE_S = 300.0
@@ -140,7 +141,7 @@ def lookup(paths: Paths, item_id: int) -> QueueEntry | None:
     try:
         scores = scoring.score_items(paths)
         row = int(scores.rows([item_id])[0])
-    except (KeyError, Exception):  # noqa: BLE001 - no model or unscored: record without prediction
+    except (KeyError, ActiveLearnError):  # no model or unscored: record without prediction
         return None
     names = store.class_names(store.open_db(paths.db))
     return _entry(scores, row, names, score=float("nan"), strategy="direct", is_audit=False)

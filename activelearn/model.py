@@ -45,7 +45,7 @@ def compute_policy() -> str:
 
 def build_model(num_classes: int = 10, *, seed: int = 0, width: int = 32, deep_convs: int = 3,
                 embedding_dim: int = 256, dropout: float = 0.3, policy: str | None = None) -> keras.Model:
-    """conv(w)-pool, conv(2w)-pool, conv(2w)x3, dense embedding, softmax: ~9.5M multiply-adds.
+    """conv(w)-pool, conv(2w)-pool, conv(2w)x3, dense embedding, softmax: ~10M multiply-adds per image.
 
     Sized for 2 CPU cores. Time goes where activations are large, so the
     28x28 and 14x14 convs are single and use a fused bias + ReLU (batch norm
