@@ -1,12 +1,15 @@
-"""Training jobs: run in a separate process, report progress through the `jobs` table.
+"""Background jobs (training, embedding): run in a separate process, report through the `jobs` table.
 
 The UI and the CLI only insert a job row and start `python -m activelearn.jobs
 JOB_ID`; the worker writes phase / epoch / batch / loss / accuracy / ETA into
 the row and polls its `cancel_requested` flag. A crash (or kill -9) of the
-worker cannot corrupt labels.db: it only ever writes its own job row, and the
-model registry writes versions atomically. A job whose process has died is
-marked failed by the next reader (`reap_stale`). A unique partial index on the
-table lets only one training job be queued or running at a time.
+worker cannot corrupt labels.db: it only ever writes its own job row (and, for
+an embedding job, embeddings in short transactions), and the model registry
+writes versions atomically. A job whose process has died or gone silent is
+marked failed by the next reader (`reap_stale`), and a silent worker is
+stopped so it cannot register a version later. A unique partial index lets
+only one job of each kind be queued or running at a time: a photo-model
+training may run while the backbone embeds new imports.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ from typing import Any
 
 import sqlite_utils
 
+from activelearn.backbones import DEFAULT_BACKBONE
 from activelearn.config import Paths, resolve_paths
 from activelearn.errors import JobError
 from activelearn.store import now, open_db
 
 TRAIN = "train"
+EMBED = "embed"
+KINDS = (TRAIN, EMBED)
 ACTIVE_STATES = ("queued", "running")
 #: A running job that has not written progress for this long is presumed dead.
 HEARTBEAT_TIMEOUT_S = 600
@@ -102,10 +108,10 @@ def list_jobs(db: sqlite_utils.Database, limit: int = 20) -> list[Job]:
     return [_row_to_job(r) for r in rows]
 
 
-def active_job(db: sqlite_utils.Database) -> Job | None:
+def active_job(db: sqlite_utils.Database, kind: str = TRAIN) -> Job | None:
     reap_stale(db)
-    row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status IN ('queued','running') "
-                     "ORDER BY id DESC LIMIT 1").fetchone()
+    row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status IN ('queued','running') AND kind = ? "
+                     "ORDER BY id DESC LIMIT 1", [kind]).fetchone()
     return _row_to_job(row) if row else None
 
 
@@ -134,9 +140,22 @@ def reap_stale(db: sqlite_utils.Database) -> None:
         silent = time.time() - _parse_ts(heartbeat or created) > HEARTBEAT_TIMEOUT_S
         if dead or silent:
             reason = "worker process died" if dead else f"no progress for {HEARTBEAT_TIMEOUT_S} s"
+            if silent and not dead and pid is not None:
+                _stop_worker(pid)  # a hung worker must not register a version after being failed
             db.execute("UPDATE jobs SET status = 'failed', message = ?, finished_at = ? "
                        "WHERE id = ? AND status IN ('queued','running')",
                        [f"{reason} (pid {pid}); the active model is unchanged", now(), job_id])
+
+
+def _stop_worker(pid: int) -> None:
+    """SIGKILL a worker's process group (it runs in its own session) and reap it if it is our child."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.wait(timeout=10)
 
 
 def _parse_ts(text: str) -> float:
@@ -146,24 +165,35 @@ def _parse_ts(text: str) -> float:
 
 def start_training(paths: Paths, params: dict[str, Any]) -> Job:
     """Queue a training job and start its worker process; refuses if one is active."""
+    return start_job(paths, TRAIN, params)
+
+
+def start_job(paths: Paths, kind: str, params: dict[str, Any]) -> Job:
+    """Queue a job of `kind` and start its worker; refuses while one of that kind is active."""
+    if kind not in KINDS:
+        raise JobError(f"unknown job kind {kind!r}: use one of {', '.join(KINDS)}")
     db = open_db(paths.db)
     reap_stale(db)
     try:
         cursor = db.execute("INSERT INTO jobs (kind, status, params, created_at, heartbeat_at) "
-                            "VALUES (?, 'queued', ?, ?, ?)", [TRAIN, json.dumps(params), now(), now()])
+                            "VALUES (?, 'queued', ?, ?, ?)", [kind, json.dumps(params), now(), now()])
     except sqlite3.IntegrityError:
-        running = active_job(db)
-        raise JobError(f"a training job is already {running.status if running else 'active'} "
+        running = active_job(db, kind)
+        raise JobError(f"a {kind} job is already {running.status if running else 'active'} "
                        f"(job {running.id if running else '?'}); wait for it or cancel it") from None
     job_id = int(cursor.lastrowid)
     log_dir = paths.data / "jobs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"{job_id}.log", "ab") as log:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "activelearn.jobs", "--home", str(paths.home),
-             "--fmnist-dir", str(paths.fmnist_dir), str(job_id)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / f"{job_id}.log", "ab") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "activelearn.jobs", "--home", str(paths.home),
+                 "--fmnist-dir", str(paths.fmnist_dir), str(job_id)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    except OSError as exc:  # no row may stay queued without a worker: it would block every job of its kind
+        _finish(db, job_id, "failed", f"could not start the worker process: {exc}")
+        raise JobError(f"could not start the {kind} worker process: {exc}") from exc
     _children[child.pid] = child
     db.execute("UPDATE jobs SET pid = ? WHERE id = ?", [child.pid, job_id])
     return get_job(db, job_id)
@@ -211,12 +241,13 @@ class _Reporter:
         fields["heartbeat_at"] = now()
         sets = ", ".join(f"{k} = ?" for k in fields)
         self.db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*fields.values(), self.job_id])
-        flag = self.db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [self.job_id]).fetchone()
-        return bool(flag and flag[0])
+        row = self.db.execute("SELECT cancel_requested, status FROM jobs WHERE id = ?", [self.job_id]).fetchone()
+        # a job another process marked failed (reaped as silent) must stop and register nothing
+        return bool(row is None or row[0] or row[1] not in ACTIVE_STATES)
 
 
 def run_job(paths: Paths, job_id: int) -> int:
-    """Worker entry point: train, register, apply the activation policy, record the outcome."""
+    """Worker entry point: embed, or train + register + apply the activation policy; record the outcome."""
     db = open_db(paths.db)
     job = get_job(db, job_id)
     db.execute("UPDATE jobs SET status = 'running', pid = ?, started_at = ?, heartbeat_at = ?, "
@@ -224,6 +255,12 @@ def run_job(paths: Paths, job_id: int) -> int:
     report = _Reporter(db, job_id)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
+        if job.kind == EMBED:
+            from activelearn.embeddings import embed_items
+            result = embed_items(paths, job.params.get("backbone", DEFAULT_BACKBONE), progress=report)
+            outcome_status = "cancelled" if result.cancelled else "succeeded"
+            _finish(db, job_id, outcome_status, result.message())
+            return 0
         from activelearn.retrain import retrain_and_register
         outcome = retrain_and_register(paths, job.params, progress=report)
     except KeyboardInterrupt:
@@ -243,12 +280,12 @@ def run_job(paths: Paths, job_id: int) -> int:
 def _finish(db: sqlite_utils.Database, job_id: int, status: str, message: str,
             version: str | None = None) -> None:
     db.execute("UPDATE jobs SET status = ?, message = ?, version = ?, finished_at = ?, phase = ? "
-               "WHERE id = ?", [status, message, version, now(), status, job_id])
+               "WHERE id = ? AND status IN ('queued','running')", [status, message, version, now(), status, job_id])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m activelearn.jobs",
-                                     description="Run one queued training job (started by the app/CLI).")
+                                     description="Run one queued job (started by the app/CLI).")
     parser.add_argument("--home")
     parser.add_argument("--fmnist-dir")
     parser.add_argument("job_id", type=int)

@@ -23,6 +23,9 @@ from activelearn.errors import ModelError
 if TYPE_CHECKING:
     import keras
 
+#: Model kinds: the 28x28 seed CNN, and a photo model (ImageNet backbone + head; the file is the head).
+CNN = "cnn"
+PHOTO = "photo"
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
 ACTIVE_FILE = "ACTIVE"
@@ -61,6 +64,11 @@ def read_card(models_dir: Path, version: str) -> dict[str, Any]:
         raise ModelError(f"model version {version!r} not found in {models_dir}") from None
     except json.JSONDecodeError as exc:
         raise ModelError(f"card of model version {version!r} is corrupt: {exc}") from exc
+
+
+def model_kind(card: dict[str, Any]) -> str:
+    """cnn or photo; cards written before photo models existed are CNN cards."""
+    return card.get("kind", CNN)
 
 
 def load_model(models_dir: Path, version: str | None = None) -> keras.Model:
@@ -116,25 +124,33 @@ def activate(models_dir: Path, version: str) -> None:
 
 
 def version_summaries(models_dir: Path) -> list[dict[str, Any]]:
-    """One row per version: accuracy on both test sets, label counts, active flag."""
+    """One row per version: kind, accuracy on the test sets in its card, label counts, active flag.
+
+    A version whose card is unreadable or incomplete is listed with its error, never dropped.
+    """
     active = active_version(models_dir)
     rows = []
     for version in list_versions(models_dir):
         try:
-            card = read_card(models_dir, version)
+            rows.append(_summary(read_card(models_dir, version), version, active))
         except Exception as exc:  # noqa: BLE001 - list the broken version, don't hide it
-            rows.append({"version": version, "error": str(exc), "active": version == active})
-            continue
-        holdout = card["metrics"].get("holdout") or {}
-        rows.append({
-            "version": version, "active": version == active, "parent": card.get("parent"),
-            "created_at": card.get("created_at"), "mode": card["hyperparameters"].get("mode"),
-            "fmnist_accuracy": card["metrics"]["fmnist_test"]["accuracy"],
-            "holdout_accuracy": holdout.get("accuracy"), "holdout_n": holdout.get("n", 0),
-            "human_labels": card.get("human_labels_used", {}).get("train", 0),
-            "classes": len(card["class_names"]),
-        })
+            rows.append({"version": version, "error": f"unreadable card: {exc!r}", "active": version == active})
     return rows
+
+
+def _summary(card: dict[str, Any], version: str, active: str | None) -> dict[str, Any]:
+    metrics = card["metrics"]
+    holdout = metrics.get("holdout") or {}
+    fmnist = metrics.get("fmnist_test") or {}
+    return {
+        "version": version, "active": version == active, "kind": model_kind(card),
+        "backbone": (card.get("backbone") or {}).get("name"), "parent": card.get("parent"),
+        "created_at": card.get("created_at"), "mode": card["hyperparameters"].get("mode"),
+        "fmnist_accuracy": fmnist.get("accuracy"),
+        "holdout_accuracy": holdout.get("accuracy"), "holdout_n": holdout.get("n", 0),
+        "human_labels": card.get("human_labels_used", {}).get("train", 0),
+        "classes": len(card["class_names"]),
+    }
 
 
 def _checked(version: str) -> str:

@@ -4,6 +4,14 @@ The cache is one .npz per model version under data/cache/ (item ids, probs,
 embeddings), plus an in-process copy, so a re-query after a label costs no
 inference at all and newly imported items are the only ones scored. A version
 is immutable, so its scores never go stale; a new version gets a new file.
+The process keeps the scores and Keras models of the two most recently used
+versions (the active one and the last compared), not of every version it saw.
+
+Both model kinds score the same way for the callers: the seed CNN runs over
+the 28x28 images and its embeddings are its penultimate layer; a photo model
+runs its head over the stored backbone embeddings, which are also what
+diversity strategies see. Items the backbone has not embedded yet are not
+scored by a photo model (they join once embedded).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +30,19 @@ from activelearn import registry, store
 from activelearn.config import Paths
 
 SCORE_BATCH = 2048
-_memo: dict[tuple[Path, str], PoolScores] = {}
-_models: dict[tuple[Path, str], object] = {}
+#: Versions whose scores and models stay in memory (the active one and the last compared).
+KEEP_VERSIONS = 2
+_memo: OrderedDict[tuple[Path, str], PoolScores] = OrderedDict()
+_models: OrderedDict[tuple[Path, str], object] = OrderedDict()
 _lock = threading.Lock()
+
+
+def _remember(cache: OrderedDict, key: tuple[Path, str], value: object) -> None:
+    """Insert as most recent and drop the least recently used beyond KEEP_VERSIONS; holds _lock."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > KEEP_VERSIONS:
+        cache.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -52,48 +71,61 @@ def get_model(paths: Paths, version: str):
     """Load a version once per process (loading costs ~1 s, a forward pass milliseconds)."""
     key = (paths.models.resolve(), version)
     with _lock:
-        if key not in _models:
-            _models[key] = registry.load_model(paths.models, version)
-        return _models[key]
+        model = _models.get(key) or registry.load_model(paths.models, version)
+        _remember(_models, key, model)
+        return model
 
 
 def score_items(paths: Paths, version: str | None = None, *,
                 progress: Callable[[int, int], None] | None = None) -> PoolScores:
-    """Scores of every item in labels.db under `version` (default: active), scoring only new items."""
+    """Scores of every scorable item under `version` (default: active), scoring only new items."""
     version = version or registry.require_active(paths.models)
     key = (paths.home.resolve(), version)
     with _lock:
         cached = _memo.get(key) or _load_cache(cache_path(paths, version), version)
     db = store.open_db(paths.db)
-    all_ids = np.array([r[0] for r in db.execute("SELECT id FROM items ORDER BY id").fetchall()], np.int64)
-    if cached is not None:
-        missing = np.setdiff1d(all_ids, cached.item_ids, assume_unique=True)
+    card = registry.read_card(paths.models, version)
+    if registry.model_kind(card) == registry.PHOTO:
+        all_ids, backbone_embeddings = store.get_embeddings(db, card["backbone"]["name"])
     else:
-        missing = all_ids
+        all_ids = np.array([r[0] for r in db.execute("SELECT id FROM items ORDER BY id").fetchall()], np.int64)
+    missing = all_ids if cached is None else np.setdiff1d(all_ids, cached.item_ids, assume_unique=True)
     if len(missing) == 0 and cached is not None:
         with _lock:
-            _memo[key] = cached
+            _remember(_memo, key, cached)
         return cached
 
-    from activelearn.model import predict_with_embeddings
     model = get_model(paths, version)
+    if registry.model_kind(card) == registry.PHOTO:
+        from activelearn.photo import predict_head
+        rows = np.searchsorted(all_ids, missing)
+        new = PoolScores(version, missing, predict_head(model, backbone_embeddings[rows]),
+                         backbone_embeddings[rows])
+    else:
+        new = _score_pixels(db, model, version, missing, progress)
+    merged = new if cached is None else _merge(cached, new)
+    _save_cache(cache_path(paths, version), merged)
+    with _lock:
+        _remember(_memo, key, merged)
+    return merged
+
+
+def _score_pixels(db, model, version: str, item_ids: np.ndarray,
+                  progress: Callable[[int, int], None] | None) -> PoolScores:
+    """The seed CNN over the items' 28x28 images, batch by batch."""
+    from activelearn.model import predict_with_embeddings
     probs, embeddings = [], []
-    for start in range(0, len(missing), SCORE_BATCH):
-        chunk = missing[start:start + SCORE_BATCH]
+    for start in range(0, len(item_ids), SCORE_BATCH):
+        chunk = item_ids[start:start + SCORE_BATCH]
         p, e = predict_with_embeddings(model, store.item_pixels(db, chunk.tolist()), batch_size=SCORE_BATCH)
         probs.append(p)
         embeddings.append(e)
         if progress:
-            progress(min(start + SCORE_BATCH, len(missing)), len(missing))
+            progress(min(start + SCORE_BATCH, len(item_ids)), len(item_ids))
     if not probs:  # empty database
         p, e = predict_with_embeddings(model, np.zeros((0, 28, 28), np.uint8))
         probs, embeddings = [p], [e]
-    new = PoolScores(version, missing, np.concatenate(probs), np.concatenate(embeddings))
-    merged = new if cached is None else _merge(cached, new)
-    _save_cache(cache_path(paths, version), merged)
-    with _lock:
-        _memo[key] = merged
-    return merged
+    return PoolScores(version, item_ids, np.concatenate(probs), np.concatenate(embeddings))
 
 
 def _merge(a: PoolScores, b: PoolScores) -> PoolScores:

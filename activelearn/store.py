@@ -12,14 +12,16 @@ WAL mode plus a busy timeout lets several processes write at the same moment.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sqlite_utils
@@ -27,7 +29,7 @@ import sqlite_utils
 from activelearn import FMNIST_CLASSES
 from activelearn.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 
 #: Decisions an annotator can record; "undo" reverts the newest effective one.
@@ -109,6 +111,22 @@ _MIGRATIONS: dict[int, str] = {
         item_id INTEGER PRIMARY KEY REFERENCES items(id),
         annotator TEXT NOT NULL,
         expires_at REAL NOT NULL
+    );
+    """,
+    2: """
+    -- one backbone embedding per item and backbone (float16 bytes): the photo model's input
+    CREATE TABLE embeddings (
+        backbone TEXT NOT NULL,
+        item_id INTEGER NOT NULL REFERENCES items(id),
+        vector BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (backbone, item_id)
+    ) WITHOUT ROWID;
+    -- project settings a lead changes in the UI (JSON values)
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
     );
     """,
 }
@@ -209,12 +227,36 @@ def class_names(db: sqlite_utils.Database) -> list[str]:
 
 
 def add_class(db: sqlite_utils.Database, name: str) -> ClassInfo:
-    """Add a user class; it takes the next output index, so the model grows by one unit."""
+    """Add a user class; it takes the next output index, so the model grows by one unit.
+
+    Names that would be misread are refused: all digits (digits are class ids and the
+    Label tab's class keys), HTML markup characters (names are shown in web pages), '/'
+    and '..' (names become folder names in exports), control characters and Unicode
+    direction overrides (what is shown would differ from what is stored).
+    """
+    for char in name:
+        if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0:
+            raise StoreError(f"a class name cannot contain control characters "
+                             f"(found U+{ord(char):04X} in {name!r})")
+        if "\u202a" <= char <= "\u202e" or "\u2066" <= char <= "\u2069":
+            raise StoreError(f"a class name cannot contain Unicode direction overrides (found "
+                             f"U+{ord(char):04X} in {name!r}): it would not read as it is stored")
     name = " ".join(name.split())
     if not name:
         raise StoreError("a class name cannot be empty")
     if len(name) > 64:
         raise StoreError("a class name is at most 64 characters")
+    if name.isdigit():
+        raise StoreError(f"a class name cannot be only digits ({name!r}): digits are class ids and "
+                         f"class keys; add a word, e.g. 'Size {name}'")
+    markup = "".join(c for c in "<>&" if c in name)
+    if markup:
+        raise StoreError(f"a class name cannot contain HTML markup characters < > & "
+                         f"(found {markup!r} in {name!r})")
+    for part in ("/", ".."):
+        if part in name:
+            raise StoreError(f"a class name cannot contain {part!r} ({name!r}): "
+                             "class names become folder names in exports")
     with transaction(db):
         if db.execute("SELECT 1 FROM classes WHERE name = ?", [name]).fetchone():
             raise StoreError(f"class {name!r} already exists")
@@ -363,9 +405,24 @@ def labeled_items(db: sqlite_utils.Database, split: str | None = None) -> list[t
 
 def unlabeled_pool(db: sqlite_utils.Database) -> list[int]:
     """Pool items with no effective decision: the candidates for the queue."""
+    return unlabeled(db, "pool")
+
+
+def unlabeled(db: sqlite_utils.Database, split: str) -> list[int]:
+    """Items of a split with no effective decision, by id."""
     return [row[0] for row in db.execute(
-        "SELECT id FROM items WHERE split = 'pool' AND id NOT IN (SELECT item_id FROM item_state) "
-        "ORDER BY id").fetchall()]
+        "SELECT id FROM items WHERE split = ? AND id NOT IN (SELECT item_id FROM item_state) "
+        "ORDER BY id", [split]).fetchall()]
+
+
+def count_labeled(db: sqlite_utils.Database, split: str) -> int:
+    """Items of a split whose current decision is confirm/correct."""
+    return db.execute("SELECT COUNT(*) FROM item_state s JOIN items i ON i.id = s.item_id "
+                      "WHERE i.split = ? AND s.action IN ('confirm','correct')", [split]).fetchone()[0]
+
+
+def has_embeddings(db: sqlite_utils.Database, backbone: str) -> bool:
+    return db.execute("SELECT 1 FROM embeddings WHERE backbone = ? LIMIT 1", [backbone]).fetchone() is not None
 
 
 @dataclass(frozen=True)
@@ -412,3 +469,77 @@ def status(db: sqlite_utils.Database) -> StoreStatus:
         unlabeled_pool=per_split["pool"] - decided["pool"],
         holdout_unlabeled=per_split["holdout"] - decided["holdout"],
     )
+
+
+# ---------------------------------------------------------------- holdout parts
+
+#: The labeled holdout is split by content hash into a part that decisions may look at
+#: (early stopping, head hyper-parameters, activation) and a part that only reports.
+HOLDOUT_PARTS = ("selection", "report")
+
+
+def holdout_part(sha256: str) -> str:
+    """Which part of the holdout an item belongs to: stable as the holdout grows."""
+    return HOLDOUT_PARTS[int(sha256[:8], 16) % 2]
+
+
+def labeled_holdout(db: sqlite_utils.Database, part: str | None = None) -> list[tuple[int, int]]:
+    """(item id, class id) of labeled holdout items, by item id; `part` picks selection or report."""
+    if part is not None and part not in HOLDOUT_PARTS:
+        raise StoreError(f"unknown holdout part {part!r}; use one of {', '.join(HOLDOUT_PARTS)}")
+    rows = db.execute("SELECT s.item_id, s.class_id, i.sha256 FROM item_state s "
+                      "JOIN items i ON i.id = s.item_id "
+                      "WHERE i.split = 'holdout' AND s.action IN ('confirm','correct') "
+                      "ORDER BY s.item_id").fetchall()
+    return [(item, cls) for item, cls, sha in rows if part is None or holdout_part(sha) == part]
+
+
+# ---------------------------------------------------------------- backbone embeddings
+
+def items_without_embedding(db: sqlite_utils.Database, backbone: str) -> list[tuple[int, str | None]]:
+    """(item id, stored original path) of items the backbone has not embedded yet, by id."""
+    return db.execute("SELECT i.id, i.stored_path FROM items i WHERE NOT EXISTS "
+                      "(SELECT 1 FROM embeddings e WHERE e.backbone = ? AND e.item_id = i.id) "
+                      "ORDER BY i.id", [backbone]).fetchall()
+
+
+def put_embeddings(db: sqlite_utils.Database, backbone: str, item_ids: Sequence[int],
+                   vectors: np.ndarray) -> None:
+    """Store (or replace) embeddings as float16 in one transaction: compact, and enough for a head."""
+    if len(item_ids) != len(vectors):
+        raise StoreError(f"{len(item_ids)} item ids but {len(vectors)} embeddings")
+    half = np.asarray(vectors, np.float16)
+    created = now()
+    with transaction(db):
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO embeddings (backbone, item_id, vector, created_at) VALUES (?, ?, ?, ?)",
+            [(backbone, int(i), half[k].tobytes(), created) for k, i in enumerate(item_ids)])
+
+
+def get_embeddings(db: sqlite_utils.Database, backbone: str) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids ascending, (n, d) float32 embeddings) of every item the backbone has embedded."""
+    rows = db.execute("SELECT item_id, vector FROM embeddings WHERE backbone = ? ORDER BY item_id",
+                      [backbone]).fetchall()
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    flat = np.frombuffer(b"".join(r[1] for r in rows), np.float16)
+    return ids, flat.reshape(len(rows), -1).astype(np.float32)
+
+
+def embedded_backbones(db: sqlite_utils.Database) -> dict[str, int]:
+    """backbone -> number of items it has embedded."""
+    return dict(db.execute("SELECT backbone, COUNT(*) FROM embeddings GROUP BY backbone").fetchall())
+
+
+# ---------------------------------------------------------------- settings
+
+def get_setting(db: sqlite_utils.Database, key: str, default: Any = None) -> Any:
+    row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+    return default if row is None else json.loads(row[0])
+
+
+def set_setting(db: sqlite_utils.Database, key: str, value: Any) -> None:
+    db.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
+               "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+               [key, json.dumps(value), now()])

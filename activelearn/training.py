@@ -1,8 +1,8 @@
-"""Train models: the seed model on Fashion-MNIST, and retraining on Fashion-MNIST + human labels.
+"""Fit the CNN and write model cards; activelearn.retrain decides what to train on.
 
-The test set is used only to evaluate a finished model; early stopping and
-model selection look at the 5,000 held-out training images. Progress goes to
-a caller-supplied function (tqdm on the command line, the jobs table for the UI).
+The test set is used only to evaluate a finished model; early stopping looks
+at the validation images the caller passes. Progress goes to a caller-supplied
+function (tqdm on the command line, the jobs table for the UI).
 This module imports TensorFlow: keep it out of commands that need no model.
 """
 
@@ -10,38 +10,17 @@ from __future__ import annotations
 
 import platform
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from activelearn import model as cnn
 from activelearn.evaluate import classification_metrics
-from activelearn.fmnist import FashionMNIST, validation_split
+from activelearn.retrain import ProgressFn, TrainConfig
 
 keras = cnn.keras
-
-#: Receives dicts with some of: phase, epoch, epochs, batch, batches, loss, accuracy,
-#: val_accuracy, eta_s. Returns True to ask training to stop (cancel).
-ProgressFn = Callable[[dict[str, Any]], bool | None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters recorded in every model card."""
-
-    epochs: int = 24
-    batch_size: int = 128
-    learning_rate: float = 3e-3
-    label_smoothing: float = 0.1
-    seed: int = 0
-    patience: int = 6
-    width: int = 32
-    mode: str = "scratch"            # "scratch" or "finetune"
-    human_weight: float = 5.0        # sample weight of a human label vs one Fashion-MNIST image
-    fmnist_fraction: float = 1.0     # share of the 55k Fashion-MNIST images seen per epoch
 
 
 class _Progress(keras.callbacks.Callback):
@@ -129,41 +108,14 @@ def predict_probs(model: keras.Model, images: np.ndarray) -> np.ndarray:
     return cnn.predict_with_embeddings(model, images)[0]
 
 
-def train_seed(data: FashionMNIST, config: TrainConfig, *,
-               progress: ProgressFn | None = None) -> tuple[keras.Model, dict[str, Any]]:
-    """Train the seed model on 55k Fashion-MNIST images; returns the model and its card.
-
-    The card is complete except for the version name, which the registry assigns.
-    """
-    started, cpu_started = time.monotonic(), time.process_time()
-    train_idx, val_idx = validation_split(data.y_train, 5000, seed=config.seed)
-    keras.utils.set_random_seed(config.seed)
-    model = cnn.build_model(len(data.class_names), seed=config.seed, width=config.width)
-    history = fit(model, data.x_train[train_idx], data.y_train[train_idx],
-                  data.x_train[val_idx], data.y_train[val_idx], config,
-                  num_classes=len(data.class_names), progress=progress)
-    if progress:
-        progress({"phase": "evaluate"})
-    metrics = classification_metrics(data.y_test, predict_probs(model, data.x_test), data.class_names)
-    card = make_card(
-        parent=None, class_names=data.class_names, config=config, history=history,
-        wall_time_s=time.monotonic() - started, cpu_time_s=time.process_time() - cpu_started,
-        training_data={"fmnist": _per_class(data.y_train[train_idx], data.class_names)},
-        validation={"fmnist": len(val_idx)},
-        metrics={"fmnist_test": metrics})
-    return model, card
-
-
-def _per_class(y: np.ndarray, class_names: Sequence[str]) -> dict[str, int]:
-    counts = Counter(int(v) for v in y)
-    return {name: counts.get(i, 0) for i, name in enumerate(class_names) if counts.get(i, 0)}
-
-
-def make_card(*, parent: str | None, class_names: Sequence[str], config: TrainConfig,
+def make_card(*, parent: str | None, class_names: Sequence[str], config: Any,
               history: list[dict[str, float]], wall_time_s: float,
               training_data: dict[str, dict[str, int]], validation: dict[str, int],
               metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """The card.json content: everything needed to judge and reproduce a version."""
+    """The card.json content: everything needed to judge and reproduce a version.
+
+    `config` is the dataclass of hyper-parameters (TrainConfig, or the photo head's HeadConfig).
+    """
     import sklearn
     import tensorflow as tf
 

@@ -7,6 +7,7 @@ a few thousand images: tests need a real Keras model, not a good one.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,8 @@ def train_tiny_model(fmnist, n: int = 3000, epochs: int = 2, seed: int = 0):
     """A real model of the production architecture, trained for a few seconds; returns (model, card)."""
     from activelearn.evaluate import classification_metrics
     from activelearn.model import build_model
-    from activelearn.training import TrainConfig, fit, make_card, predict_probs
+    from activelearn.retrain import TrainConfig
+    from activelearn.training import fit, make_card, predict_probs
 
     config = TrainConfig(epochs=epochs, seed=seed, patience=epochs)
     model = build_model(10, seed=seed)
@@ -88,3 +90,41 @@ def photo_folder(tmp_path, fmnist):
     write_product_photos(tmp_path / "photos", fmnist.x_test[idx], fmnist.y_test[idx],
                          fmnist.class_names, label_folders=True, seed=1)
     return tmp_path / "photos"
+
+
+# ---------------------------------------------------------------- photo model: weights and real photos
+
+def shared_dir(name: str) -> Path | None:
+    found = REPO.parent / "shared" / name
+    return found if found.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def keras_home(tmp_path_factory) -> Path:
+    """A temporary KERAS_HOME whose models/ holds the shared MobileNet 0.25 weights (as Keras would)."""
+    from activelearn.backbones import DEFAULT_BACKBONE, get_spec
+    weights = shared_dir("keras-weights")
+    name = get_spec(DEFAULT_BACKBONE).weights_file
+    if weights is None or not (weights / name).exists():
+        pytest.skip(f"Keras ImageNet weights not found: put {name} in ../shared/keras-weights")
+    home = tmp_path_factory.mktemp("keras-home")
+    (home / "models").mkdir()
+    shutil.copy(weights / name, home / "models" / name)
+    previous = os.environ.get("KERAS_HOME")
+    os.environ["KERAS_HOME"] = str(home)   # job workers inherit it
+    yield home
+    if previous is None:
+        os.environ.pop("KERAS_HOME", None)
+    else:
+        os.environ["KERAS_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def clothing_photos() -> list[dict[str, str]]:
+    """Rows of ../shared/clothing-photos/labels.csv (file, label, fashion_mnist_class, sender_id)."""
+    import csv
+    folder = shared_dir("clothing-photos")
+    if folder is None or not (folder / "labels.csv").exists():
+        pytest.skip("real photos not found: ../shared/clothing-photos (labels.csv) is absent")
+    with open(folder / "labels.csv", newline="") as f:
+        return [{**row, "path": str(folder / row["file"])} for row in csv.DictReader(f)]

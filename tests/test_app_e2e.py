@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,11 @@ from activelearn import jobs, registry, store
 from activelearn.config import resolve_paths
 from activelearn.ui import build_app, launch_app
 from activelearn.ui.auth import User, roles_of
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 LEAD = User("lee", "pw-lead", "lead")
 TINY_RETRAIN = {"mode": "finetune", "epochs": 1, "fmnist_fraction": 0.02}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from activelearn import FMNIST_CLASSES, store
 from activelearn.synthetic import make_product_photo
@@ -111,6 +112,46 @@ def test_bulk_labels_from_csv_are_all_or_nothing(tmp_path: Path, catalog: Path):
     unknown_item.write_text("4,Bag\n99,Bag\n")
     assert run(home, "label", "--csv", str(unknown_item)).returncode == 2
     assert len(events(home)) == 3
+
+
+def test_holdout_fraction_one_imports_a_labeled_test_set(tmp_path: Path, catalog: Path):
+    home = tmp_path / "home"
+    help_text = " ".join(run(home, "import", "--help").stdout.split())
+    assert "from 0 to 1 inclusive" in help_text and "1.0 puts every new item in the holdout" in help_text
+
+    result = run(home, "import", str(catalog), "--label-from-folders", "--holdout-fraction", "1.0")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(run(home, "status", "--json").stdout)
+    assert status["items"] == {"pool": 0, "holdout": 4}
+    assert status["labeled_per_class"]["holdout"] == {"Bag": 1, "Sneaker": 2}
+
+
+def test_import_warns_when_most_photos_have_no_plain_background(tmp_path: Path, catalog: Path):
+    busy = tmp_path / "street"
+    busy.mkdir()
+    for seed in range(5):  # colour noise to the edges: nothing for the 28x28 conversion to cut out
+        noise = np.random.default_rng(seed).integers(0, 256, (80, 60, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(busy / f"busy{seed}.png")
+    home = tmp_path / "home"
+
+    plain = run(home, "import", str(catalog), str(busy))
+    assert plain.returncode == 0, plain.stderr
+    warnings = [line for line in plain.stdout.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("warning: 5 of 9 added photos are flagged 'no-plain-background': "
+                                  "their 28x28 Fashion-MNIST conversion is poor")
+    assert "the photo model (a pretrained backbone on the original photo) does not need a plain " \
+           "background" in warnings[0]
+
+    more = tmp_path / "more"
+    more.mkdir()
+    Image.fromarray(np.random.default_rng(9).integers(0, 256, (80, 60, 3), dtype=np.uint8)).save(more / "b.png")
+    as_json = json.loads(run(home, "import", str(more), "--json").stdout)
+    assert (as_json["added"], as_json["no_plain_background"]) == (1, 1)
+    assert as_json["warnings"] == [warnings[0].removeprefix("warning: ").replace("5 of 9", "1 of 1")]
+
+    calm = run(tmp_path / "calm", "import", str(catalog), "--json")
+    assert json.loads(calm.stdout)["warnings"] == []
 
 
 @pytest.mark.parametrize("args, message", [

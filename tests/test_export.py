@@ -18,7 +18,7 @@ from activelearn import FMNIST_CLASSES, label_issues, store
 from activelearn.cli import main as cli_main
 from activelearn.config import Paths, resolve_paths
 from activelearn.errors import ActiveLearnError, StoreError
-from activelearn.export import ExportFilters, class_folder_names, export_dataset
+from activelearn.export import ExportFilters, class_folder_names, export_dataset, exporter
 from activelearn.fmnist import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, read_idx
 from activelearn.ingest import import_paths
 from activelearn.synthetic import make_product_photo
@@ -376,6 +376,34 @@ def test_a_failed_export_leaves_no_partial_output(home, tmp_path, name):
     with pytest.raises(ActiveLearnError, match=f"original photo of item {ids['u2']} is missing"):
         export_dataset(paths, fmt, out_dir / name)
     assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_the_card_is_published_before_the_data_and_never_left_alone(home, tmp_path, monkeypatch, fmt):
+    paths, _ = home
+    real_publish = exporter.publish
+    card_when_data_appeared: list[bool] = []
+
+    def watching(staging: Path, target: Path, overwrite: bool) -> None:
+        if not target.name.endswith(".README.md"):
+            card_when_data_appeared.append(target.with_name(target.name + ".README.md").is_file())
+        real_publish(staging, target, overwrite)
+
+    monkeypatch.setattr(exporter, "publish", watching)
+    export_dataset(paths, fmt, tmp_path / "ok" / f"set.{fmt}")
+    assert card_when_data_appeared == [True]
+
+    for failing_suffix in (".README.md", f".{fmt}"):  # a crash publishing the card, then the data
+        def failing(staging: Path, target: Path, overwrite: bool, suffix: str = failing_suffix) -> None:
+            if target.name.endswith(suffix):
+                raise OSError("disk full")
+            real_publish(staging, target, overwrite)
+
+        monkeypatch.setattr(exporter, "publish", failing)
+        out = tmp_path / f"failed{failing_suffix}" / f"set.{fmt}"
+        with pytest.raises(OSError, match="disk full"):
+            export_dataset(paths, fmt, out)
+        assert list(out.parent.iterdir()) == []
 
 
 # ---------------------------------------------------------------- command line

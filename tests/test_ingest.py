@@ -299,6 +299,9 @@ def test_unsafe_zip_members_are_refused_and_never_written(paths, tmp_path):
         link = zipfile.ZipInfo("link.jpg")
         link.external_attr = 0o120777 << 16  # a symlink, as Info-ZIP stores it
         archive.writestr(link, "/etc/passwd")
+        fifo = zipfile.ZipInfo("pipe.jpg")
+        fifo.external_attr = 0o010644 << 16
+        archive.writestr(fifo, jpeg("box", 5))
         archive.writestr("fine/good.jpg", jpeg("tee", 4))
 
     report = import_paths([zip_path], paths=paths)
@@ -309,6 +312,7 @@ def test_unsafe_zip_members_are_refused_and_never_written(paths, tmp_path):
         "unsafe archive member (absolute path): /abs.jpg",
         "unsafe archive member ('..' in path): ok/..\\..\\win.jpg",
         "link member refused: link.jpg",
+        "device or special file refused: pipe.jpg",
     }
     assert not (tmp_path / "evil.jpg").exists() and not Path("/abs.jpg").exists()
     assert sorted(p.name for p in zip_path.parent.iterdir()) == ["evil.zip"]
@@ -545,6 +549,64 @@ def test_holdout_share_is_about_right_and_stable_across_reimports(tmp_path):
     assert splits("h2", seed=0, fraction=0.25) == first  # a fresh re-import agrees item by item
     assert splits("h3", seed=1, fraction=0.25) != first
     assert set(splits("h4", seed=0, fraction=0.0).values()) == {"pool"}
+    assert set(splits("h5", seed=0, fraction=1.0).values()) == {"holdout"}  # a labeled test set
+
+
+def busy_photo(seed: int) -> bytes:
+    """A photo with no plain background: colour noise to the edges, as in a street shot."""
+    noise = np.random.default_rng(seed).integers(0, 256, (80, 60, 3), dtype=np.uint8)
+    return encode(Image.fromarray(noise), "PNG")
+
+
+def test_mostly_busy_backgrounds_warn_that_the_28x28_form_is_poor(paths, tmp_path):
+    for i in range(3):
+        write(tmp_path / "busy" / f"busy{i}.png", busy_photo(i))
+    write(tmp_path / "busy" / "plain.jpg", jpeg("box", 1))
+    report = import_paths([tmp_path / "busy"], paths=paths)
+
+    assert (report.added, report.no_plain_background) == (4, 3)
+    assert [r["flags"] for r in items(paths)] == ["no-plain-background"] * 3 + [""]
+    assert len(report.warnings) == 1
+    warning = report.warnings[0]
+    assert warning.startswith("3 of 4 added photos are flagged 'no-plain-background': their 28x28 "
+                              "Fashion-MNIST conversion is poor")
+    assert "photo model" in warning and "does not need a plain background" in warning
+    assert report.as_dict()["warnings"] == report.warnings
+
+
+def test_half_busy_backgrounds_do_not_warn(paths, tmp_path):
+    for i in range(2):
+        write(tmp_path / "half" / f"busy{i}.png", busy_photo(i))
+        write(tmp_path / "half" / f"plain{i}.jpg", jpeg(SHAPES[i], i))
+    report = import_paths([tmp_path / "half"], paths=paths)
+    assert (report.added, report.no_plain_background, report.warnings) == (4, 2, [])
+
+    again = import_paths([tmp_path / "half", write(tmp_path / "busy9.png", busy_photo(9))], paths=paths)
+    assert (again.added, again.duplicates, again.no_plain_background) == (1, 4, 1)
+    assert len(again.warnings) == 1 and again.warnings[0].startswith("1 of 1 added photos")  # per import
+
+
+def test_the_import_tab_shows_the_report_warning_and_what_near_duplicates_became(paths, tmp_path):
+    from activelearn.ui import import_tab
+    from activelearn.ui.context import UIContext
+
+    original = photo("tee", 3, PRODUCT_SIZE)
+    write(tmp_path / "in" / "a.png", encode(original, "PNG"))
+    write(tmp_path / "in" / "b.bmp", encode(original, "BMP"))  # the same pixels: a near-duplicate of a.png
+    for i in range(3):
+        write(tmp_path / "in" / f"busy{i}.png", busy_photo(i))
+    expected = import_paths([tmp_path / "in"], paths=resolve_paths(tmp_path / "other-home")).warnings
+
+    summary, rejected, gallery = import_tab.import_files(UIContext(paths), None, str(tmp_path / "in"),
+                                                         False, 0.0, None)
+
+    lines = summary.splitlines()
+    assert lines[0].startswith("**Added 5** · duplicates 0 · near-duplicates 1")
+    assert len(expected) == 1 and lines[1] == f"- warning: {expected[0]}"
+    assert "near-duplicates were imported and flagged" in lines[2]
+    captions = {caption.split()[1]: caption for _, caption in gallery}
+    assert captions["b.bmp"].endswith("[near-duplicate of #1: imported, flagged]")
+    assert "near-duplicate" not in captions["a.png"] and rejected.empty
 
 
 # ---------------------------------------------------------------- crash safety
@@ -613,7 +675,8 @@ def test_a_killed_import_leaves_a_consistent_database_and_reimport_completes(tmp
 
 
 def test_bad_arguments_are_refused_before_anything_is_read(paths, tmp_path):
-    with pytest.raises(ActiveLearnError, match="holdout fraction"):
-        import_paths([tmp_path], paths=paths, holdout_fraction=1.0)
+    for fraction in (-0.1, 1.01):
+        with pytest.raises(ActiveLearnError, match="holdout fraction must be between 0 and 1"):
+            import_paths([tmp_path], paths=paths, holdout_fraction=fraction)
     with pytest.raises(ActiveLearnError, match="unknown source"):
         import_paths([tmp_path], paths=paths, source="camera")

@@ -1,7 +1,7 @@
 import numpy as np
 
 from activelearn import labeling, store
-from tests.test_scoring import add_items
+from tests.helpers import add_items
 
 
 def test_queue_skips_holdout_and_decided_items_and_leases_per_annotator(seeded_home):
@@ -14,8 +14,8 @@ def test_queue_skips_holdout_and_decided_items_and_leases_per_annotator(seeded_h
     store.record_label(db, ids[4], "reject", annotator="x")
     excluded = set(ids[:5])
 
-    a = labeling.next_items(paths, annotator="ann", n=10, seed=1)
-    b = labeling.next_items(paths, annotator="bob", n=10, seed=1)
+    a = labeling.next_items(paths, annotator="ann", n=10, seed=1, holdout_share=0.0)
+    b = labeling.next_items(paths, annotator="bob", n=10, seed=1, holdout_share=0.0)
     got_a, got_b = {e.item_id for e in a}, {e.item_id for e in b}
     assert len(got_a) == 10 and len(got_b) == 10
     assert not (got_a & got_b), "two annotators must get different items"
@@ -54,3 +54,38 @@ def test_grid_page_confirms_ticked_and_returns_unticked(seeded_home):
     state = store.label_state(store.open_db(paths.db))
     assert all(state[i] == ("confirm", top_class) for i in ticked)
     assert page[0].item_id not in state
+
+
+def test_holdout_items_are_served_at_a_steady_share_at_random_until_the_target(seeded_home, monkeypatch):
+    paths = seeded_home
+    pool = add_items(paths, 300)
+    holdout = set(add_items(paths, 60, start=5000, split="holdout"))
+    db = store.open_db(paths.db)
+    served = []
+    for step in range(200):
+        entry = labeling.next_items(paths, annotator="ann", n=1, seed=step)[0]
+        served.append(entry.item_id in holdout)
+        if entry.item_id in holdout:
+            assert entry.strategy == "random" and entry.is_audit      # looks like the audit slice
+        labeling.decide(paths, annotator="ann", item_id=entry.item_id, action="confirm", entry=entry)
+    share = sum(served) / len(served)
+    assert 0.05 <= share <= 0.17, share                                # binomial(200, 0.1): 0.05-0.15 at 98%
+    assert len(store.labeled_holdout(db)) == sum(served)
+    # once every class has reached the target, no more holdout items
+    monkeypatch.setattr(labeling, "HOLDOUT_TARGET", 0)
+    batch = labeling.next_items(paths, annotator="ann", n=50, seed=7)
+    assert not {e.item_id for e in batch} & holdout and len(pool) > 200
+
+
+def test_cold_start_picks_diverse_items_over_backbone_embeddings_until_a_photo_model_exists(seeded_home):
+    from activelearn.backbones import DEFAULT_BACKBONE
+    paths = seeded_home
+    ids = add_items(paths, 40)
+    db = store.open_db(paths.db)
+    # four tight clusters of ten: k-center over them must visit every cluster first
+    centres = np.eye(8, dtype=np.float32)[:4] * 10
+    vectors = np.repeat(centres, 10, axis=0) + np.random.default_rng(0).normal(0, 0.1, (40, 8)).astype(np.float32)
+    store.put_embeddings(db, DEFAULT_BACKBONE, ids, vectors)
+    batch = labeling.next_items(paths, annotator="ann", n=4, seed=0, audit_fraction=0.0, holdout_share=0.0)
+    assert {e.strategy for e in batch} == {labeling.COLD_START}
+    assert {ids.index(e.item_id) // 10 for e in batch} == {0, 1, 2, 3}

@@ -61,11 +61,13 @@ def test_import_query_label_retrain_gives_version_with_holdout_metrics(seeded_ho
     assert out["version"] == "v2"
     card = registry.read_card(paths.models, "v2")
     assert card["parent"] == "v1"
-    assert card["metrics"]["holdout"]["n"] == len(holdout)
-    assert sum(m["support"] for m in card["metrics"]["holdout"]["per_class"].values()) == len(holdout)
+    parts = [card["metrics"][split] for split in ("holdout", "holdout_selection")]
+    assert sum(m["n"] for m in parts) == len(holdout)          # report + selection parts = the holdout
+    assert sum(m["support"] for m in parts for m in m["per_class"].values()) == len(holdout)
     assert card["human_labels_used"] == {"train": 15, "holdout": len(holdout)}
     assert sum(card["training_data"]["per_class"]["human"].values()) == 15
-    assert card["activation"]["basis"] == "holdout"
+    selection_n = card["metrics"]["holdout_selection"]["n"]
+    assert card["activation"]["basis"] == ("holdout_selection" if selection_n >= 10 else "fmnist_test")
     assert (registry.active_version(paths.models) == "v2") == card["activation"]["activated"]
     listed = json.loads(cli(paths, "jobs", "--json").stdout)
     assert listed[0]["status"] == "succeeded" and listed[0]["history"]

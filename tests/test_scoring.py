@@ -2,15 +2,7 @@ import numpy as np
 
 from activelearn import scoring, store
 from activelearn.errors import ModelError
-
-
-def add_items(paths, n, start=0):
-    db = store.open_db(paths.db)
-    rng = np.random.default_rng(start)
-    with store.transaction(db):
-        return [store.insert_item(db, sha256=f"sha{start + i}", source="upload", original_name=f"{i}.png",
-                                  pixels=rng.integers(0, 255, (28, 28), dtype=np.uint8))
-                for i in range(n)]
+from tests.helpers import add_items
 
 
 def test_scores_are_cached_per_version_and_only_new_items_are_scored(seeded_home):

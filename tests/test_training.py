@@ -13,7 +13,8 @@ def small_fmnist(fmnist):
 
 def test_fit_reports_progress_and_cancel_stops_training(small_fmnist):
     from activelearn.model import build_model
-    from activelearn.training import TrainConfig, fit
+    from activelearn.retrain import TrainConfig
+    from activelearn.training import fit
 
     d = small_fmnist
     updates = []
@@ -28,20 +29,3 @@ def test_fit_reports_progress_and_cancel_stops_training(small_fmnist):
     ends = [u for u in updates if u["phase"] == "epoch-end"]
     assert ends[0]["epochs"] == 5 and ends[0]["val_accuracy"] is not None
     assert ends[0]["batches"] == 8
-
-
-def test_train_seed_card_holds_what_the_registry_promises(small_fmnist):
-    from activelearn.training import TrainConfig, train_seed
-
-    model, card = train_seed(small_fmnist, TrainConfig(epochs=2, batch_size=256), progress=None)
-    for key in ("parent", "created_at", "class_names", "training_data", "hyperparameters", "seed",
-                "wall_time_s", "library_versions", "metrics"):
-        assert key in card
-    # 6,000 images minus the 5,000 held out for early stopping
-    assert sum(card["training_data"]["per_class"]["fmnist"].values()) == 1000
-    assert card["training_data"]["validation"] == {"fmnist": 5000}
-    test = card["metrics"]["fmnist_test"]
-    assert test["n"] == 1000 and len(test["confusion_matrix"]) == 10
-    assert set(test["per_class"]["Trouser"]) == {"precision", "recall", "f1", "accuracy", "support"}
-    assert test["accuracy"] > 0.3          # two epochs on 1,000 images: well above chance (0.1)
-    assert card["library_versions"]["keras"].startswith("3.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from types import SimpleNamespace
 
 import gradio as gr
@@ -16,17 +15,12 @@ from activelearn.ui import build_app, label_tab, launch_app
 from activelearn.ui.auth import (User, collect_users, load_users_file, parse_auth_spec, password_checker,
                                  roles_of)
 from activelearn.ui.context import LOCAL_USER, UIContext
+from tests.helpers import free_port
 
 
 def as_user(name: str) -> SimpleNamespace:
     """What a handler sees of a logged-in request: gr.Request exposes .username."""
     return SimpleNamespace(username=name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -126,7 +126,7 @@ def test_import_without_input_is_an_error_not_a_crash(seeded_home):
     with pytest.raises(gr.Error, match="choose files"):
         import_tab.import_files(UIContext(seeded_home), None, "  ", False, 0.1, None)
     with pytest.raises(gr.Error, match="holdout fraction"):
-        import_tab.import_files(UIContext(seeded_home), None, "/nonexistent", False, 1.0, None)
+        import_tab.import_files(UIContext(seeded_home), None, "/nonexistent", False, 1.5, None)
 
 
 # ---------------------------------------------------------------- train

@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--label-from-folders", action="store_true",
                      help="record each file's parent folder name as its class (a confirm by 'import')")
     imp.add_argument("--holdout-fraction", type=float, default=0.1, metavar="F",
-                     help="share of new items kept aside to measure the model (default 0.1)")
+                     help="share of new items kept aside in the holdout split to measure models, "
+                          "from 0 to 1 inclusive (default 0.1); 1.0 puts every new item in the "
+                          "holdout, e.g. to import a labeled test set")
     imp.add_argument("--seed", type=int, default=0, help="seed of the holdout draw (default 0)")
     imp.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     imp.set_defaults(func=cmd_import)

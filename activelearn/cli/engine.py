@@ -1,4 +1,4 @@
-"""Active-learning commands: score, query, retrain, jobs, cancel."""
+"""Active-learning commands: embed, score, query, retrain, jobs, cancel, explain."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import json
 import sys
 
 from activelearn import store
+from activelearn.backbones import BACKBONES, DEFAULT_BACKBONE
 from activelearn.config import Paths
 from activelearn.query import STRATEGIES
+from activelearn.retrain import FINETUNE, PHOTO, SCRATCH, TRAINING_DEFAULTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,14 +29,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=query)
 
-    p = sub.add_parser("retrain", help="retrain on Fashion-MNIST + human labels in a background process",
-                       description="Start a training job (fine-tune the active model, or from scratch). "
-                                   "The new version is activated only if it is not worse on the holdout.")
-    p.add_argument("--mode", choices=("finetune", "scratch"), default="finetune")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--human-weight", type=float, help="sample weight of a human label (default 5)")
+    p = sub.add_parser("embed", help="compute backbone embeddings of new items in a background process",
+                       description="Embed every item the backbone has not embedded yet (the photo model's "
+                                   "input), from the stored original photos.")
+    p.add_argument("--backbone", choices=sorted(BACKBONES), default=DEFAULT_BACKBONE)
+    p.add_argument("--wait", action="store_true", help="show progress and wait for the job to end")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=embed)
+
+    p = sub.add_parser("retrain", help="train a new version in a background process",
+                       description="Start a training job: --kind photo trains a head on ImageNet-backbone "
+                                   "embeddings of the photos (seconds); --kind cnn fine-tunes the active CNN "
+                                   "or trains one from scratch on Fashion-MNIST + human labels (minutes). "
+                                   "The new version is activated unless it is worse than the active one "
+                                   "on the selection part of the labeled holdout.")
+    p.add_argument("--kind", choices=("cnn", "photo"), default="cnn")
+    p.add_argument("--mode", choices=(FINETUNE, SCRATCH), default=FINETUNE, help="CNN only")
+    p.add_argument("--backbone", choices=sorted(BACKBONES), help=f"photo only (default {DEFAULT_BACKBONE})")
+    p.add_argument("--epochs", type=int, help="CNN only")
+    p.add_argument("--human-weight", type=float, help="CNN only: sample weight of a human label (default 5)")
     p.add_argument("--fmnist-fraction", type=float,
-                   help="share of the 55k Fashion-MNIST images used (default 0.35 fine-tune, 1 scratch)")
+                   help=f"CNN only: share of the 55k Fashion-MNIST images used (default "
+                        f"{TRAINING_DEFAULTS[FINETUNE]['fmnist_fraction']} fine-tune, "
+                        f"{TRAINING_DEFAULTS[SCRATCH]['fmnist_fraction']:g} scratch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force-activate", action="store_true", help="activate even if worse on the holdout")
     p.add_argument("--wait", action="store_true", help="show progress and wait for the job to end")
@@ -46,9 +63,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=jobs)
 
-    p = sub.add_parser("cancel", help="cancel a queued or running training job")
+    p = sub.add_parser("cancel", help="cancel a queued or running job")
     p.add_argument("job_id", type=int)
     p.set_defaults(func=cancel)
+
+    p = sub.add_parser("explain", help="Grad-CAM heatmap of the active model's prediction for an item",
+                       description="Overlay a Grad-CAM heatmap for the predicted (or given) class on the "
+                                   "item's photo (photo model: the backbone's last conv block; CNN: its last "
+                                   "conv on the 28x28 image) and save it as PNG.")
+    p.add_argument("item", type=int)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--version", help="default: the active version")
+    p.add_argument("--class", dest="class_name", help="explain this class instead of the predicted one")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=explain)
 
 
 def score(args: argparse.Namespace, paths: Paths) -> int:
@@ -100,11 +128,24 @@ def _job_line(job) -> str:
 
 def retrain(args: argparse.Namespace, paths: Paths) -> int:
     from activelearn import jobs as joblib
-    params = {"mode": args.mode, "epochs": args.epochs, "human_weight": args.human_weight,
-              "fmnist_fraction": args.fmnist_fraction, "seed": args.seed,
-              "force_activate": args.force_activate}
+    if args.kind == "photo":
+        params = {"mode": PHOTO, "backbone": args.backbone}
+    else:
+        params = {"mode": args.mode, "epochs": args.epochs, "human_weight": args.human_weight,
+                  "fmnist_fraction": args.fmnist_fraction}
+    params |= {"seed": args.seed, "force_activate": args.force_activate}
     params = {k: v for k, v in params.items() if v is not None}
-    job = joblib.start_training(paths, params)
+    return _run_job(args, paths, joblib.start_training(paths, params))
+
+
+def embed(args: argparse.Namespace, paths: Paths) -> int:
+    from activelearn import jobs as joblib
+    return _run_job(args, paths, joblib.start_job(paths, joblib.EMBED, {"backbone": args.backbone}))
+
+
+def _run_job(args: argparse.Namespace, paths: Paths, job) -> int:
+    """Print the started job, or follow it with a tqdm bar until it ends (--wait)."""
+    from activelearn import jobs as joblib
     if not args.wait:
         print(json.dumps(job.as_dict()) if args.json else f"started job {job.id} (pid {job.pid}); "
               f"follow it with `python -m activelearn jobs`")
@@ -114,8 +155,9 @@ def retrain(args: argparse.Namespace, paths: Paths) -> int:
 
     def update(j) -> None:
         bar.n = round(100 * j.fraction_done)
-        bar.set_postfix_str(f"{j.phase or ''} epoch {j.epoch or 0}/{j.epochs or '?'}"
+        bar.set_postfix_str(f"{j.phase or ''} {j.epoch or 0}/{j.epochs or '?'}"
                             + (f" acc {j.accuracy:.3f}" if j.accuracy is not None else ""))
+        bar.refresh()
     db = store.open_db(paths.db)
     try:
         job = joblib.wait(db, job.id, on_update=update)
@@ -142,4 +184,20 @@ def cancel(args: argparse.Namespace, paths: Paths) -> int:
     from activelearn import jobs as joblib
     job = joblib.cancel(store.open_db(paths.db), args.job_id)
     print(f"job {job.id}: cancel requested")
+    return 0
+
+
+def explain(args: argparse.Namespace, paths: Paths) -> int:
+    from activelearn.explain import explain_item
+    class_id = None
+    if args.class_name:
+        class_id = store.resolve_class(store.open_db(paths.db), args.class_name).id
+    result = explain_item(paths, args.item, version=args.version, class_id=class_id)
+    result.overlay.save(args.out)
+    summary = {"item": args.item, "version": result.version, "kind": result.kind, "class": result.class_name,
+               "probability": result.probability, "layer": result.layer, "seconds": round(result.seconds, 3),
+               "out": args.out}
+    print(json.dumps(summary) if args.json else
+          f"item {args.item}: {result.class_name} ({result.probability:.0%}) by {result.version} "
+          f"[{result.kind}, {result.layer}], Grad-CAM in {result.seconds * 1000:.0f} ms -> {args.out}")
     return 0

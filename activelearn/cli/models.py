@@ -9,21 +9,24 @@ from typing import Any
 
 from activelearn import registry
 from activelearn.config import Paths
+from activelearn.retrain import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-seed", help="train, evaluate, register and activate the seed model",
                        description="Train the seed CNN on 55k Fashion-MNIST images (5k held out for "
-                                   "early stopping), evaluate on the 10k test images, register and "
-                                   "activate it. Prints the new version.")
-    p.add_argument("--epochs", type=int, default=24)
+                                   "early stopping) plus any human labels, evaluate on the 10k test "
+                                   "images, register and activate it (the same path as `retrain --mode "
+                                   "scratch`, in this process). Prints the new version.")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--json", action="store_true", help="print the card's metrics as JSON")
     p.set_defaults(func=train_seed)
 
     p = sub.add_parser("evaluate", help="print a version's metrics",
-                       description="Fashion-MNIST test (and in-domain holdout) metrics of a version.")
+                       description="A version's kind and metrics: the labeled in-domain holdout (report and "
+                                   "selection parts, computed now) and Fashion-MNIST test (CNN versions).")
     p.add_argument("--version", help="default: the active version")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=evaluate)
@@ -41,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Per-class accuracy/precision/recall/F1 deltas (V2 - V1).")
     p.add_argument("v1")
     p.add_argument("v2")
-    p.add_argument("--split", choices=("fmnist_test", "holdout"), default="fmnist_test")
+    p.add_argument("--split", choices=("holdout", "holdout_selection", "fmnist_test"), default="holdout",
+                   help="holdout = its report part (never used to pick a version), computed now for both "
+                        "versions on the same items; holdout_selection = the part activation looks at")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=compare)
 
@@ -69,45 +74,56 @@ class TqdmProgress:
 
 
 def train_seed(args: argparse.Namespace, paths: Paths) -> int:
-    from activelearn.fmnist import load_fashion_mnist
-    from activelearn.training import TrainConfig
-    from activelearn.training import train_seed as train
+    from activelearn.retrain import SCRATCH, retrain_and_register
 
-    data = load_fashion_mnist(paths.fmnist_dir)
-    config = TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size)
+    params = {"mode": SCRATCH, "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size,
+              "force_activate": True}
     progress = TqdmProgress("train-seed")
     try:
-        model, card = train(data, config, progress=progress)
+        outcome = retrain_and_register(paths, params, progress=progress)
     finally:
         progress.close()
-    version = registry.register(paths.models, model, card, activate_now=True)
+    card = registry.read_card(paths.models, outcome.version)
     metrics = card["metrics"]["fmnist_test"]
     if args.json:
-        print(json.dumps({"version": version, "fmnist_test": metrics, "wall_time_s": card["wall_time_s"]}))
+        print(json.dumps({"version": outcome.version, "fmnist_test": metrics, "wall_time_s": card["wall_time_s"],
+                          "cpu_time_s": card.get("cpu_time_s")}))
     else:
-        print(f"{version}: Fashion-MNIST test accuracy {metrics['accuracy']:.4f} "
+        print(f"{outcome.version}: Fashion-MNIST test accuracy {metrics['accuracy']:.4f} "
               f"({card['epochs_run']} epochs, {card['wall_time_s']:.0f} s); active")
     return 0
 
 
 def evaluate(args: argparse.Namespace, paths: Paths) -> int:
-    version = args.version or registry.require_active(paths.models)
-    card = registry.read_card(paths.models, version)
-    out = {"version": version, "active": version == registry.active_version(paths.models),
-           **card["metrics"]}
+    from activelearn.holdout import report
+    out = report(paths, args.version or registry.require_active(paths.models))
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    for split, metrics in card["metrics"].items():
-        print(f"{version} {split}: accuracy {metrics['accuracy']:.4f} on {metrics['n']} items")
+    kind = out["kind"] + (f" ({out['backbone']})" if out["backbone"] else "")
+    print(f"{out['version']}: {kind} model{', active' if out['active'] else ''}")
+    for split in ("holdout", "holdout_selection", "fmnist_test"):
+        metrics = out[split]
+        if not metrics["n"]:
+            print(f"{split}: no items" + (" (a photo model has no Fashion-MNIST test score)"
+                                          if split == "fmnist_test" and out["kind"] == "photo" else ""))
+            continue
+        print(f"{split}: accuracy {metrics['accuracy']:.4f} on {metrics['n']} items")
         print(f"  {'class':<14}{'prec':>7}{'recall':>8}{'f1':>7}{'support':>9}")
         for name, m in metrics["per_class"].items():
-            print(f"  {name:<14}{m['precision']:>7.3f}{m['recall']:>8.3f}{m['f1']:>7.3f}{m['support']:>9}")
+            if m["support"]:
+                print(f"  {name:<14}{m['precision']:>7.3f}{m['recall']:>8.3f}{m['f1']:>7.3f}{m['support']:>9}")
     return 0
 
 
 def list_models(args: argparse.Namespace, paths: Paths) -> int:
+    """Versions with their holdout accuracy computed now, so every version is measured on the same items."""
+    from activelearn import holdout
     rows = registry.version_summaries(paths.models)
+    for row in rows:
+        if "error" not in row:
+            now = holdout.metrics(paths, row["version"], "holdout")
+            row["holdout_accuracy"], row["holdout_n"] = now["accuracy"], now["n"]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -118,7 +134,8 @@ def list_models(args: argparse.Namespace, paths: Paths) -> int:
             print(f"  {r['version']:<6} ERROR {r['error']}")
             continue
         hold = f"{r['holdout_accuracy']:.4f} (n={r['holdout_n']})" if r["holdout_accuracy"] is not None else "-"
-        print(f"{'*' if r['active'] else ' '} {r['version']:<6} fmnist {r['fmnist_accuracy']:.4f}  "
+        fmnist = f"{r['fmnist_accuracy']:.4f}" if r["fmnist_accuracy"] is not None else "     -"
+        print(f"{'*' if r['active'] else ' '} {r['version']:<6} {r['kind']:<5} fmnist {fmnist}  "
               f"holdout {hold}  human labels {r['human_labels']}  parent {r['parent'] or '-'}")
     return 0
 
@@ -131,8 +148,8 @@ def activate(args: argparse.Namespace, paths: Paths) -> int:
 
 def compare(args: argparse.Namespace, paths: Paths) -> int:
     from activelearn.evaluate import compare_metrics
-    a = registry.read_card(paths.models, args.v1)["metrics"].get(args.split) or {}
-    b = registry.read_card(paths.models, args.v2)["metrics"].get(args.split) or {}
+    from activelearn.holdout import metrics
+    a, b = metrics(paths, args.v1, args.split), metrics(paths, args.v2, args.split)
     result = {"v1": args.v1, "v2": args.v2, "split": args.split, **compare_metrics(a, b)}
     if args.json:
         print(json.dumps(result, indent=2))

@@ -18,7 +18,7 @@ import gradio as gr  # noqa: E402 - the environment must be set first
 
 from activelearn import jobs, registry, store  # noqa: E402
 from activelearn.config import Paths  # noqa: E402
-from activelearn.errors import JobError  # noqa: E402
+from activelearn.errors import ActiveLearnError, JobError  # noqa: E402
 from activelearn.jobs import Job  # noqa: E402
 from activelearn.ui import export_tab, import_tab, label_tab, review_tab, train_tab  # noqa: E402
 from activelearn.ui.auth import User, password_checker  # noqa: E402
@@ -85,11 +85,14 @@ def job_line(job: Job | None, *, seeding: bool) -> str:
     if job is None:
         return ""
     if job.active:
-        what = "the seed model" if seeding else f"a new model ({job.params.get('mode', 'finetune')})"
+        if job.kind == jobs.EMBED:
+            what = f"embedding photos with {job.params.get('backbone', 'the backbone')}"
+        else:
+            what = "training " + ("the seed model" if seeding else f"a new model ({job.params.get('mode', 'finetune')})")
         detail = label_tab.job_progress(job)
         if job.eta_s:
             detail += f", about {job.eta_s:.0f} s left"
-        return (f"<span>training {html.escape(what)} (job {job.id}): {html.escape(detail)} "
+        return (f"<span>{html.escape(what)} (job {job.id}): {html.escape(detail)} "
                 f"<progress id='al-job-progress' max='1' value='{job.fraction_done:.4f}'></progress> "
                 f"<span id='al-job-percent'>{job.fraction_done:.0%}</span></span>")
     if job.status == "failed":
@@ -105,14 +108,25 @@ def header_html(ctx: UIContext, request: gr.Request | None) -> str:
     db = store.open_db(ctx.paths.db)
     counts = store.status(db).as_dict()
     version = registry.active_version(ctx.paths.models)
-    latest = next(iter(jobs.list_jobs(db, limit=1)), None)
-    model = (f"model <b>{html.escape(version)}</b>" if version
+    recent = jobs.list_jobs(db, limit=1)
+    shown = [job for job in (jobs.active_job(db, jobs.TRAIN), jobs.active_job(db, jobs.EMBED)) if job]
+    shown = shown or recent[:1]   # nothing running: the last outcome
+    model = (f"model <b>{html.escape(version)}</b> ({html.escape(_kind(ctx, version))})" if version
              else "<span class='al-warn'>no model yet</span>")
     items = sum(counts["items"].values())
     return (f"<div class='al-row'><span>user <b>{html.escape(ctx.user(request))}</b> "
             f"({html.escape(ctx.role(request))})</span><span>{model}</span>"
             f"<span>{items:,} items · {counts['labeled']:,} labeled · {counts['unlabeled_pool']:,} "
-            f"unlabeled</span>{job_line(latest, seeding=version is None)}</div>")
+            f"unlabeled</span>{''.join(job_line(job, seeding=version is None) for job in shown)}</div>")
+
+
+def _kind(ctx: UIContext, version: str) -> str:
+    try:
+        card = registry.read_card(ctx.paths.models, version)
+    except ActiveLearnError:
+        return "unreadable card"
+    backbone = (card.get("backbone") or {}).get("name")
+    return registry.model_kind(card) + (f", {backbone}" if backbone else "")
 
 
 def build_app(paths: Paths, roles: dict[str, str]) -> gr.Blocks:

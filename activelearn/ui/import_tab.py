@@ -3,7 +3,8 @@
 The handler calls `ingest.import_paths`, the function behind `activelearn
 import`, and shows its report plus a preview of what the model will see: each
 added photo beside its 28x28 conversion, so a lead spots a bad crop or a
-dark-background batch before anyone labels it.
+dark-background batch before anyone labels it. The summary (counts, then the
+report's warnings) is the first output, so the result shows at the top.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def preview_gallery(paths: Paths, item_ids: list[int]) -> list[tuple[Image.Image
         caption = f"#{item_id} {item['original_name']} ({item['split']})"
         if item["flags"]:
             caption += f" [{item['flags']}]"
+        if item["near_dup_of"] is not None:
+            caption += f" [near-duplicate of #{item['near_dup_of']}: imported, flagged]"
         gallery.append((item_preview(paths, item), caption))
     return gallery
 
@@ -97,6 +100,9 @@ def import_files(ctx: UIContext, files: list | None, folder: str, label_from_fol
              f"{report.near_duplicates} · pre-labeled from folders {report.labeled} · "
              f"rejected {len(report.rejected)}"]
     lines += [f"- warning: {w}" for w in report.warnings]
+    if report.duplicates or report.near_duplicates:
+        lines.append("- Duplicates (byte-identical to a photo imported before) were skipped; near-duplicates "
+                     "were imported and flagged, each pointing at the earlier photo it resembles.")
     if report.added > PREVIEW_ITEMS:
         lines.append(f"Preview: the first {PREVIEW_ITEMS} of {report.added} added items "
                      "(original | 28x28 conversion).")

@@ -1,94 +1,73 @@
 """Review tab: how good is a version, where does it fail, how is labeling going, which labels look wrong.
 
-Fashion-MNIST test metrics come from the version's card (the test set never
-changes, so the card is exact). Holdout metrics are computed now, from the
-cached scores of the version over the items currently labeled in the holdout:
-the holdout grows after a version is trained, and two versions are only
-comparable on the same items. Clicking a confusion-matrix cell shows the
-images behind the count, so a lead sees *what* a version confuses.
+Every figure comes from activelearn.holdout, which the activation decision
+uses too: Fashion-MNIST test metrics from the version's card (the test set
+never changes), in-domain holdout metrics computed now from the version's
+cached scores over the items labeled in the holdout's report part (the part no
+decision looks at), so a seed CNN and a photo model are compared on the same
+items. Clicking a confusion-matrix cell shows the images behind the count, so
+a lead sees *what* a version confuses.
 """
 
 from __future__ import annotations
-
-import threading
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from activelearn import label_issues, registry, reports, scoring, store
+from activelearn import holdout, label_issues, registry, reports, store
 from activelearn.errors import ActiveLearnError
-from activelearn.evaluate import classification_metrics, compare_metrics
+from activelearn.evaluate import compare_metrics
 from activelearn.ui.context import UIContext
 from activelearn.ui.import_tab import conversion_image, item_preview
 
-SPLITS = {"fmnist_test": "Fashion-MNIST test", "holdout": "In-domain holdout"}
+SPLITS = {"holdout": "In-domain holdout (report part)", "holdout_selection": "In-domain holdout (selection part)",
+          "fmnist_test": "Fashion-MNIST test"}
 MAX_GALLERY = 60
 EVENT_ACTIONS = ("confirm", "correct", "skip", "reject", "undo")
-
-_fmnist_test: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
-_fmnist_predictions: dict[tuple[Path, str], np.ndarray] = {}
-_cache_lock = threading.Lock()
 
 
 def _shown(exc: ActiveLearnError) -> gr.Error:
     return gr.Error(str(exc), print_exception=False)
 
 
-# ---------------------------------------------------------------- metrics and predictions
-
 def _version(ctx: UIContext, version: str | None) -> str:
     return version or registry.require_active(ctx.paths.models)
 
 
-def holdout_probs(ctx: UIContext, version: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(item ids, true class ids, probabilities, class names) over the labeled holdout items.
+def split_metrics(ctx: UIContext, version: str, split: str) -> dict:
+    return holdout.metrics(ctx.paths, version, split)
 
-    Class names are today's; a class added after the version was trained gets a
-    zero probability column, so the version is scored as never predicting it.
-    """
+
+def holdout_sizes(ctx: UIContext) -> pd.DataFrame:
+    """Labeled holdout items per class and part: how much evidence the in-domain figures rest on."""
     db = store.open_db(ctx.paths.db)
     names = store.class_names(db)
-    pairs = sorted(store.labeled_items(db, split="holdout"))
-    ids = np.array([i for i, _ in pairs], np.int64)
-    true = np.array([c for _, c in pairs], np.int64)
-    probs = np.zeros((len(ids), len(names)), np.float32)
-    if len(ids):
-        scores = scoring.score_items(ctx.paths, version)
-        scored = scores.probs[scores.rows(ids)]
-        probs[:, :scored.shape[1]] = scored
-    return ids, true, probs, names
+    counts = {part: np.bincount([c for _, c in store.labeled_holdout(db, part)], minlength=len(names))
+              for part in store.HOLDOUT_PARTS}
+    rows = [{"class": name, **{part: int(counts[part][i]) for part in store.HOLDOUT_PARTS},
+             "total": int(sum(counts[part][i] for part in store.HOLDOUT_PARTS))} for i, name in enumerate(names)]
+    return pd.DataFrame(rows)
 
 
-def holdout_metrics(ctx: UIContext, version: str) -> dict:
-    _, true, probs, names = holdout_probs(ctx, version)
-    return classification_metrics(true, probs, names)
-
-
-def split_metrics(ctx: UIContext, version: str, split: str) -> dict:
-    if split == "holdout":
-        return holdout_metrics(ctx, version)
-    return registry.read_card(ctx.paths.models, version)["metrics"]["fmnist_test"]
-
-
-def fmnist_test_predictions(ctx: UIContext, version: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(test images, true labels, predictions of `version`), computed once per version per process."""
-    from activelearn.fmnist import load_fashion_mnist
-
-    directory = ctx.paths.fmnist_dir.resolve()
-    with _cache_lock:
-        if directory not in _fmnist_test:
-            data = load_fashion_mnist(directory, download=False, progress=False)
-            _fmnist_test[directory] = (data.x_test, data.y_test.astype(np.int64))
-        images, labels = _fmnist_test[directory]
-        key = (ctx.paths.models.resolve(), version)
-        if key not in _fmnist_predictions:
-            from activelearn.model import predict_with_embeddings
-            probs, _ = predict_with_embeddings(scoring.get_model(ctx.paths, version), images)
-            _fmnist_predictions[key] = probs.argmax(axis=1)
-        return images, labels, _fmnist_predictions[key]
+def versions_side_by_side(ctx: UIContext) -> tuple[pd.DataFrame, Figure | None]:
+    """Per-class holdout accuracy of every version (seed CNN and photo models) on the same report items."""
+    names = store.class_names(store.open_db(ctx.paths.db))
+    columns: dict[str, dict] = {}
+    for row in registry.version_summaries(ctx.paths.models):
+        if "error" in row:
+            continue
+        label = f"{row['version']} {row['kind']}" + (" (active)" if row["active"] else "")
+        columns[label] = holdout.metrics(ctx.paths, row["version"], "holdout")
+    table = pd.DataFrame({"class": names, **{
+        label: [None if (m["per_class"].get(n) or {}).get("accuracy") is None
+                else round(m["per_class"][n]["accuracy"], 3) for n in names] for label, m in columns.items()}})
+    overall = {"class": "all", **{label: None if m["accuracy"] is None else round(m["accuracy"], 3)
+                                  for label, m in columns.items()}}
+    table = pd.concat([pd.DataFrame([overall]), table], ignore_index=True)
+    figure = reports.per_class_accuracy_figure(columns, names) if columns else None
+    return table, figure
 
 
 # ---------------------------------------------------------------- per-class view
@@ -121,8 +100,7 @@ def review(ctx: UIContext, version: str | None, split: str) -> tuple:
     """(summary, per-class table, per-class accuracy figure, confusion figure, confusion table)."""
     try:
         version = _version(ctx, version)
-        by_split = {"fmnist_test": split_metrics(ctx, version, "fmnist_test"),
-                    "holdout": holdout_metrics(ctx, version)}
+        by_split = {key: split_metrics(ctx, version, key) for key in SPLITS}
     except ActiveLearnError as exc:
         raise _shown(exc) from exc
     chosen = by_split[split]
@@ -150,19 +128,23 @@ def confusion_cell(ctx: UIContext, version: str | None, split: str, true_class: 
         raise gr.Error("choose a true class and a predicted class", print_exception=False)
     try:
         version = _version(ctx, version)
-        if split == "holdout":
-            ids, true, probs, names = holdout_probs(ctx, version)
-            predicted = probs.argmax(axis=1)
+        if split in holdout.HOLDOUT_SPLITS:
+            names = store.class_names(store.open_db(ctx.paths.db))
+            part = holdout.holdout_set(store.open_db(ctx.paths.db), holdout.HOLDOUT_SPLITS[split])
+            known, probs = holdout.version_probs(ctx.paths, version, part.item_ids, len(names))
+            ids, true, predicted = part.item_ids[known], part.labels[known], probs.argmax(axis=1)
         else:  # the version's own classes: one added later has no Fashion-MNIST image
             names = registry.read_card(ctx.paths.models, version)["class_names"]
-            images, true, predicted = fmnist_test_predictions(ctx, version)
+            if registry.model_kind(registry.read_card(ctx.paths.models, version)) == registry.PHOTO:
+                return [], f"{version} is a photo model: it has no Fashion-MNIST test predictions"
+            images, true, predicted = holdout.fmnist_test_predictions(ctx.paths, version)
     except ActiveLearnError as exc:
         raise _shown(exc) from exc
     unknown = [name for name in (true_class, predicted_class) if name not in names]
     if unknown:
         return [], f"no class {unknown[0]!r} in {SPLITS[split]} for {version}"
     hits = np.flatnonzero((true == names.index(true_class)) & (predicted == names.index(predicted_class)))
-    if split == "holdout":
+    if split in holdout.HOLDOUT_SPLITS:
         db = store.open_db(ctx.paths.db)
         gallery = [(item_preview(ctx.paths, store.get_item(db, int(ids[i]))), f"#{int(ids[i])}")
                    for i in hits[:MAX_GALLERY]]
@@ -339,7 +321,7 @@ def build(ctx: UIContext) -> None:
         with gr.Tab("Per class"):
             with gr.Row():
                 version = _version_dropdown(ctx, "Version")
-                split = gr.Radio(split_choices, value="fmnist_test", label="Confusion matrix of")
+                split = gr.Radio(split_choices, value="holdout", label="Confusion matrix of")
                 show = gr.Button("Show", variant="primary")
             summary = gr.Markdown()
             table = gr.DataFrame(interactive=False, label="Per-class accuracy (support = items of the class)")
@@ -361,6 +343,13 @@ def build(ctx: UIContext) -> None:
             compare_note = gr.Markdown()
             deltas = gr.DataFrame(interactive=False, label="Per-class deltas (new − old)")
             compare_bars = gr.Plot(label="Per-class accuracy of both versions")
+        with gr.Tab("All versions"):
+            gr.Markdown("Per-class accuracy of every version, seed CNN and photo models alike, on the same "
+                        "labeled holdout items (report part), and how many holdout items each class has.")
+            side_button = gr.Button("Refresh", variant="primary")
+            side_table = gr.DataFrame(interactive=False, label="Holdout accuracy per class and version")
+            side_bars = gr.Plot(label="Per-class holdout accuracy of every version")
+            sizes = gr.DataFrame(interactive=False, label="Labeled holdout items per class")
         with gr.Tab("Labeling progress"):
             progress_button = gr.Button("Refresh")
             progress_plot = gr.Plot(label="Decisions over time")
@@ -419,6 +408,8 @@ def build(ctx: UIContext) -> None:
                        show_progress="hidden")
     compare.click(lambda a, b, s: compare_versions(ctx, a, b, s), [old, new, compare_split],
                   [compare_note, deltas, compare_bars], api_name="compare_versions")
+    side_button.click(lambda: (*versions_side_by_side(ctx), holdout_sizes(ctx)), None,
+                      [side_table, side_bars, sizes], api_name="versions_side_by_side")
     progress_button.click(lambda: labeling_progress(ctx), None, [progress_plot, per_annotator],
                           api_name="labeling_progress")
     scan.click(on_scan, None, queue_outputs, api_name="find_label_issues")
