@@ -96,7 +96,11 @@ def embedding_fn(backbone: str) -> Callable[[np.ndarray], np.ndarray]:
 
 def embed_items(paths: Paths, backbone: str = backbones.DEFAULT_BACKBONE, *,
                 progress: ProgressFn | None = None) -> EmbedResult:
-    """Embed every item that `backbone` has not embedded yet; returns what was done."""
+    """Embed every item that `backbone` has not embedded yet; returns what was done.
+
+    Items imported while it runs are picked up in a further round, so one running
+    job covers every import made meanwhile.
+    """
     spec = backbones.get_spec(backbone)
     started = time.monotonic()
     db = store.open_db(paths.db)
@@ -106,8 +110,6 @@ def embed_items(paths: Paths, backbone: str = backbones.DEFAULT_BACKBONE, *,
         return EmbedResult(backbone, 0, 0, 0, 0.0, False)
     report({"phase": "load"})
     embed = embedding_fn(backbone)   # raises ModelError (file + folder) when weights are missing
-    batches = [todo[i:i + BATCH] for i in range(0, len(todo), BATCH)]
-    fallback = 0
 
     def load(item: tuple[int, str | None]) -> tuple[np.ndarray, bool]:
         item_id, stored = item
@@ -118,31 +120,48 @@ def embed_items(paths: Paths, backbone: str = backbones.DEFAULT_BACKBONE, *,
                 pass
         return pixels_array(store.item_pixels(store.open_db(paths.db), [item_id])[0], spec.input_size), True
 
-    done_ids: list[int] = []
-    done_vectors: list[np.ndarray] = []
-    embedded = 0
+    total = embedded = fallback = 0
     cancelled = False
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = list(pool.map(load, batches[0]))
-        for number, batch in enumerate(batches):
-            upcoming = pool.map(load, batches[number + 1]) if number + 1 < len(batches) else iter(())
-            photos = np.stack([photo for photo, _ in pending])
-            fallback += sum(used for _, used in pending)
-            done_vectors.append(embed(photos))
-            done_ids.extend(item_id for item_id, _ in batch)
-            if len(done_ids) >= COMMIT_EVERY or number + 1 == len(batches):
-                store.put_embeddings(db, backbone, done_ids, np.concatenate(done_vectors))
-                embedded += len(done_ids)
-                done_ids, done_vectors = [], []
-            elapsed = time.monotonic() - started
-            stop = report({"phase": "embed", "epoch": 1, "epochs": 1, "batch": number + 1,
-                           "batches": len(batches),
-                           "eta_s": elapsed / (number + 1) * (len(batches) - number - 1)})
-            pending = list(upcoming)
-            if stop:
-                cancelled = True
-                break
+        while todo and not cancelled:
+            total += len(todo)
+            done, used, cancelled = _embed_round(db, backbone, todo, embed, load, pool, report)
+            embedded, fallback = embedded + done, fallback + used
+            todo = [] if cancelled else store.items_without_embedding(db, backbone)
+    return EmbedResult(backbone, embedded, total, fallback, time.monotonic() - started, cancelled)
+
+
+def _embed_round(db, backbone: str, todo: list[tuple[int, str | None]], embed, load, pool,
+                 report: ProgressFn) -> tuple[int, int, bool]:
+    """Embed `todo` batch by batch, decoding the next batch while the backbone runs on this one.
+
+    Returns (embedded, from 28x28, cancelled); what was computed before a cancel is kept.
+    """
+    started = time.monotonic()
+    batches = [todo[i:i + BATCH] for i in range(0, len(todo), BATCH)]
+    done_ids: list[int] = []
+    done_vectors: list[np.ndarray] = []
+    embedded = fallback = 0
+    cancelled = False
+    pending = list(pool.map(load, batches[0]))
+    for number, batch in enumerate(batches):
+        upcoming = pool.map(load, batches[number + 1]) if number + 1 < len(batches) else iter(())
+        photos = np.stack([photo for photo, _ in pending])
+        fallback += sum(used for _, used in pending)
+        done_vectors.append(embed(photos))
+        done_ids.extend(item_id for item_id, _ in batch)
+        if len(done_ids) >= COMMIT_EVERY or number + 1 == len(batches):
+            store.put_embeddings(db, backbone, done_ids, np.concatenate(done_vectors))
+            embedded += len(done_ids)
+            done_ids, done_vectors = [], []
+        elapsed = time.monotonic() - started
+        stop = report({"phase": "embed", "epoch": 1, "epochs": 1, "batch": number + 1, "batches": len(batches),
+                       "eta_s": elapsed / (number + 1) * (len(batches) - number - 1)})
+        pending = list(upcoming)
+        if stop:
+            cancelled = True
+            break
     if done_ids:  # cancelled between commits: keep what was computed
         store.put_embeddings(db, backbone, done_ids, np.concatenate(done_vectors))
         embedded += len(done_ids)
-    return EmbedResult(backbone, embedded, len(todo), fallback, time.monotonic() - started, cancelled)
+    return embedded, fallback, cancelled

@@ -32,6 +32,7 @@ import sqlite_utils
 from activelearn.backbones import DEFAULT_BACKBONE
 from activelearn.config import Paths, resolve_paths
 from activelearn.errors import JobError
+from activelearn import store
 from activelearn.store import now, open_db
 
 TRAIN = "train"
@@ -197,6 +198,17 @@ def start_job(paths: Paths, kind: str, params: dict[str, Any]) -> Job:
     _children[child.pid] = child
     db.execute("UPDATE jobs SET pid = ? WHERE id = ?", [child.pid, job_id])
     return get_job(db, job_id)
+
+
+def embed_new_items(paths: Paths, backbone: str = DEFAULT_BACKBONE) -> Job | None:
+    """Start embedding items the backbone has not embedded yet (after an import); None if none or one runs."""
+    db = open_db(paths.db)
+    if not store.items_without_embedding(db, backbone)[:1] or active_job(db, EMBED) is not None:
+        return None
+    try:
+        return start_job(paths, EMBED, {"backbone": backbone})
+    except JobError:  # another import started it a moment ago
+        return None
 
 
 def cancel(db: sqlite_utils.Database, job_id: int) -> Job:

@@ -14,8 +14,8 @@ Two detectors:
 * **Near-duplicate conflicts**: an item and the one it was flagged a near-duplicate
   of (``items.near_dup_of``) carry different labels; both are flagged.
 
-Each scan replaces the open issues in the ``label_issues`` table (created here with
-CREATE TABLE IF NOT EXISTS). An issue stays *open* while the item's label is the one
+Each scan replaces the open issues in the ``label_issues`` table (part of the store's
+schema, migration 2). An issue stays *open* while the item's label is the one
 that was flagged, nobody resolved it, and (for a near-duplicate conflict) the two
 labels still differ. A lead resolves an issue with :func:`resolve_issue`, which
 appends an ordinary confirm/correct event; an item whose current label a lead has
@@ -47,29 +47,6 @@ BACKGROUND_PER_CLASS = 300
 #: (n, 28, 28) uint8 images -> (n, d) float features.
 EmbedFn = Callable[[np.ndarray], np.ndarray]
 
-_TABLES = (
-    """CREATE TABLE IF NOT EXISTS label_issue_scans (
-        id INTEGER PRIMARY KEY,
-        created_at TEXT NOT NULL,
-        settings TEXT NOT NULL,           -- JSON: k, seed, embedding, background size
-        labeled INTEGER NOT NULL,
-        flagged INTEGER NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS label_issues (
-        id INTEGER PRIMARY KEY,
-        scan_id INTEGER NOT NULL REFERENCES label_issue_scans(id),
-        item_id INTEGER NOT NULL REFERENCES items(id),
-        kind TEXT NOT NULL CHECK (kind IN ('confident-learning', 'near-duplicate-conflict')),
-        given_class_id INTEGER NOT NULL,
-        suggested_class_id INTEGER NOT NULL,
-        self_confidence REAL,
-        other_item_id INTEGER REFERENCES items(id),
-        event_id INTEGER NOT NULL REFERENCES labels(id),       -- the label event flagged
-        resolved_event_id INTEGER REFERENCES labels(id)        -- the lead's decision
-    )""",
-    "CREATE INDEX IF NOT EXISTS label_issues_item ON label_issues(item_id)",
-)
-
 #: Open issues: unresolved, label unchanged since flagged, near-duplicate labels still differ.
 _OPEN_SQL = """
 SELECT li.item_id, li.given_class_id, li.suggested_class_id, li.self_confidence, li.kind,
@@ -97,11 +74,6 @@ class LabelIssue:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _ensure_tables(db: sqlite_utils.Database) -> None:
-    for statement in _TABLES:
-        db.execute(statement)
 
 
 # ---------------------------------------------------------------- detectors
@@ -237,7 +209,6 @@ def save_scan(db: sqlite_utils.Database, issues: Sequence[LabelIssue], *,
     current label (the lead has seen this exact label and kept or set it), or when
     the item's label changed since the scan read it.
     """
-    _ensure_tables(db)
     with store.transaction(db):
         current = {item: (event, cls) for item, event, cls in db.execute(
             "SELECT item_id, event_id, class_id FROM item_state").fetchall()}
@@ -260,7 +231,6 @@ def save_scan(db: sqlite_utils.Database, issues: Sequence[LabelIssue], *,
 
 def last_scan(db: sqlite_utils.Database) -> dict[str, Any] | None:
     """The newest scan (id, created_at, settings, labeled, flagged), or None if none ran."""
-    _ensure_tables(db)
     row = db.execute("SELECT id, created_at, settings, labeled, flagged FROM label_issue_scans "
                      "ORDER BY id DESC LIMIT 1").fetchone()
     if row is None:
@@ -271,7 +241,6 @@ def last_scan(db: sqlite_utils.Database) -> dict[str, Any] | None:
 
 def open_issues(db: sqlite_utils.Database) -> list[LabelIssue]:
     """The review queue: confident-learning issues (least self-confident first), then conflicts."""
-    _ensure_tables(db)
     return [LabelIssue(*row) for row in db.execute(_OPEN_SQL).fetchall()]
 
 
@@ -284,7 +253,6 @@ def resolve_issue(db: sqlite_utils.Database, item_id: int, class_id: int | None,
                   annotator: str) -> store.LabelEvent:
     """A lead's verdict on a flagged item: keep its label (``class_id`` None or equal to it:
     a ``confirm``) or fix it (another class: a ``correct``). Closes the item's open issues."""
-    _ensure_tables(db)
     with store.transaction(db):
         issues = [issue for issue in open_issues(db) if issue.item_id == int(item_id)]
         if not issues:

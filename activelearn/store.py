@@ -128,6 +128,27 @@ _MIGRATIONS: dict[int, str] = {
         value TEXT NOT NULL,
         updated_at TEXT NOT NULL
     );
+    -- label-issue scans (activelearn.label_issues); IF NOT EXISTS: version 1 created them outside migrations
+    CREATE TABLE IF NOT EXISTS label_issue_scans (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        settings TEXT NOT NULL,           -- JSON: k, seed, embedding, background size
+        labeled INTEGER NOT NULL,
+        flagged INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS label_issues (
+        id INTEGER PRIMARY KEY,
+        scan_id INTEGER NOT NULL REFERENCES label_issue_scans(id),
+        item_id INTEGER NOT NULL REFERENCES items(id),
+        kind TEXT NOT NULL CHECK (kind IN ('confident-learning', 'near-duplicate-conflict')),
+        given_class_id INTEGER NOT NULL,
+        suggested_class_id INTEGER NOT NULL,
+        self_confidence REAL,
+        other_item_id INTEGER REFERENCES items(id),
+        event_id INTEGER NOT NULL REFERENCES labels(id),       -- the label event flagged
+        resolved_event_id INTEGER REFERENCES labels(id)        -- the lead's decision
+    );
+    CREATE INDEX IF NOT EXISTS label_issues_item ON label_issues(item_id);
     """,
 }
 

@@ -99,24 +99,22 @@ def shared_dir(name: str) -> Path | None:
     return found if found.is_dir() else None
 
 
-@pytest.fixture(scope="session")
-def keras_home(tmp_path_factory) -> Path:
-    """A temporary KERAS_HOME whose models/ holds the shared MobileNet 0.25 weights (as Keras would)."""
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch) -> Path:
+    """A temporary KERAS_HOME whose models/ holds the shared MobileNet 0.25 weights (as Keras would).
+
+    Per test, so only tests that ask for it see weights (others start no embedding job).
+    """
     from activelearn.backbones import DEFAULT_BACKBONE, get_spec
     weights = shared_dir("keras-weights")
     name = get_spec(DEFAULT_BACKBONE).weights_file
     if weights is None or not (weights / name).exists():
         pytest.skip(f"Keras ImageNet weights not found: put {name} in ../shared/keras-weights")
-    home = tmp_path_factory.mktemp("keras-home")
-    (home / "models").mkdir()
+    home = tmp_path / "keras-home"
+    (home / "models").mkdir(parents=True)
     shutil.copy(weights / name, home / "models" / name)
-    previous = os.environ.get("KERAS_HOME")
-    os.environ["KERAS_HOME"] = str(home)   # job workers inherit it
-    yield home
-    if previous is None:
-        os.environ.pop("KERAS_HOME", None)
-    else:
-        os.environ["KERAS_HOME"] = previous
+    monkeypatch.setenv("KERAS_HOME", str(home))   # job workers inherit it
+    return home
 
 
 @pytest.fixture(scope="session")

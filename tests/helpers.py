@@ -25,3 +25,11 @@ def add_items(paths, n: int, start: int = 0, split: str = "pool") -> list[int]:
                                   original_name=f"{i}.png", split=split,
                                   pixels=rng.integers(0, 255, (28, 28), dtype=np.uint8))
                 for i in range(n)]
+
+
+def legacy_class(db, name: str) -> int:
+    """Insert a class the way an older activelearn could (no name validation): hostile names in old stores."""
+    next_id = db.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM classes").fetchone()[0]
+    db.execute("INSERT INTO classes (id, name, fmnist_index, created_at) VALUES (?, ?, NULL, ?)",
+               [next_id, name, store.now()])
+    return next_id

@@ -84,7 +84,7 @@ def test_import_label_undo_retrain_review(lead_client, seeded_home, photo_folder
 
     # 4. retrain through the Train tab and wait for the job row
     client.predict(TINY_RETRAIN["mode"], TINY_RETRAIN["epochs"], TINY_RETRAIN["fmnist_fraction"], False,
-                   api_name="/start_training")
+                   "mobilenet_v1_0.25", api_name="/start_training")
     job = jobs.list_jobs(db, limit=1)[0]
     assert job.params == TINY_RETRAIN
     job = jobs.wait(db, job.id, timeout_s=600)
@@ -183,3 +183,77 @@ def test_missing_fashion_mnist_without_internet_shows_the_loaders_message(tmp_pa
     finally:
         stop(proc)
     assert json.loads(db.execute("SELECT params FROM jobs").fetchone()[0]) == {"mode": "scratch"}
+
+
+@pytest.mark.slow
+def test_real_photos_to_an_active_photo_model_through_the_ui(lead_client, seeded_home, keras_home,
+                                                              clothing_photos, tmp_path):
+    """Import real photos (a labeled holdout + a pool), embed them, label 100, and the photo model
+    trained automatically replaces the seed CNN because it is better on the holdout; the queue is then
+    ranked by it and Grad-CAM shows where it looked. Checked in labels.db and models/ at each step."""
+    import shutil
+
+    from activelearn import autotrain, scoring
+    from activelearn.synthetic import safe_folder_name
+    client, paths = lead_client, seeded_home
+    db = store.open_db(paths.db)
+    mapped = [r for r in clothing_photos if r["fashion_mnist_class"]]
+    by_class: dict[str, list] = {}
+    for row in mapped:
+        by_class.setdefault(row["fashion_mnist_class"], []).append(row)
+    holdout_dir, pool_dir = tmp_path / "holdout", tmp_path / "pool"
+    truth = {}
+    for name, rows in by_class.items():
+        (holdout_dir / safe_folder_name(name)).mkdir(parents=True)
+        for row in rows[:12]:
+            shutil.copy(row["path"], holdout_dir / safe_folder_name(name) / Path(row["path"]).name)
+        for row in rows[12:36]:
+            pool_dir.mkdir(exist_ok=True)
+            shutil.copy(row["path"], pool_dir / Path(row["path"]).name)
+            truth[Path(row["path"]).name] = name
+
+    # 1. a lead imports a labeled test set into the holdout, then the unlabeled pool; embedding starts
+    summary, _, _ = client.predict([], str(holdout_dir), True, 1.0, api_name="/import_files")
+    assert "Added 60" in summary and len(store.labeled_holdout(db)) == 60
+    summary, _, _ = client.predict([], str(pool_dir), False, 0.0, api_name="/import_files")
+    assert "Added 120" in summary and "embedding" in summary
+    embedding = jobs.active_job(db, jobs.EMBED) or jobs.list_jobs(db, limit=1)[0]
+    assert jobs.wait(db, embedding.id, timeout_s=300).status == "succeeded"
+    assert store.embedded_backbones(db) == {"mobilenet_v1_0.25": 180}
+
+    # 2. 100 decisions through the Label tab's endpoint; every 50 a photo model trains by itself
+    shown = client.predict(api_name="/label_load")
+    names_by_file = {Path(name).name: item for item, name in
+                     db.execute("SELECT id, original_name FROM items WHERE split = 'pool'").fetchall()}
+    file_of = {item: name for name, item in names_by_file.items()}
+    for step in range(100):
+        item_id = int(shown[0])
+        shown = client.predict(item_id, "correct", truth[file_of[item_id]], api_name="/decide")
+        stored = db.execute("SELECT item_id, class_id FROM labels ORDER BY id DESC LIMIT 1").fetchone()
+        assert stored == (item_id, store.class_names(db).index(truth[file_of[item_id]]))
+    assert store.count_labeled(db, "pool") == 100
+    while (running := jobs.active_job(db)) is not None:
+        jobs.wait(db, running.id, timeout_s=300)
+    trained = [j for j in jobs.list_jobs(db) if j.kind == jobs.TRAIN]
+    assert trained and all(j.params.get("trigger") == "auto" and j.status == "succeeded" for j in trained)
+
+    # 3. the newest photo model is active: better than the seed CNN on the same holdout items
+    version, card = autotrain.newest_photo_version(paths)
+    assert registry.active_version(paths.models) == version, card["activation"]["reason"]
+    assert card["activation"]["basis"] == "holdout_selection"
+    assert card["activation"]["accuracy"] > card["activation"]["parent_accuracy"]
+    side = client.predict(api_name="/versions_side_by_side")[0]
+    assert any(h.startswith("v1 cnn") for h in side["headers"]) and any(" photo" in h for h in side["headers"])
+
+    # 4. the queue is ranked by it, and the next decision records its prediction
+    shown = client.predict(api_name="/label_load")
+    assert scoring.score_items(paths).version == version
+    client.predict(int(shown[0]), "confirm", "", api_name="/decide")
+    assert db.execute("SELECT model_version FROM labels ORDER BY id DESC LIMIT 1").fetchone()[0] == version
+
+    # 5. Grad-CAM of the photo model for the item on screen
+    shown = client.predict(api_name="/label_load")
+    image, caption = client.predict(int(shown[0]), True, api_name="/grad_cam")
+    while isinstance(image, dict):            # an update {"value": ..., "visible": True} around the file
+        image = image.get("value") or image.get("path")
+    assert Path(image).exists() and "photo" in caption and version in caption

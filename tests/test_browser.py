@@ -19,7 +19,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 LEAD = User("lee", "pw-lead", "lead")
 #: Keys pressed, and the (action, class id) each records; None = the model's top class.
-KEYS = [("Enter", ("confirm", None)), ("1", ("confirm", 0)), (" ", ("confirm", None)), ("s", ("skip", None)),
+KEYS = [("Enter", ("confirm", None)), ("1", ("confirm", 0)), ("a", ("confirm", None)), ("s", ("skip", None)),
         ("x", ("reject", None)), ("3", ("confirm", 2)), ("Enter", ("confirm", None)), ("0", ("confirm", 9)),
         ("Enter", ("confirm", None)), ("2", ("confirm", 1))]
 
@@ -63,7 +63,9 @@ def page(served):
         page.fill("input[type=text]", LEAD.name)
         page.fill("input[type=password]", LEAD.password)
         page.keyboard.press("Enter")
-        page.wait_for_function("() => document.querySelector('#al-item-id input')?.value", timeout=60_000)
+        # the hidden id box shows "0" before the first item arrives: wait for the item's reasons
+        page.wait_for_function("() => document.querySelector('#al-why')?.innerText.includes('Why this item')",
+                               timeout=60_000)
         yield page
         browser.close()
 
@@ -158,6 +160,7 @@ def test_keyboard_labeling_grid_page_retraining_progress_and_screenshots(page, s
 
     # a retraining from the Train tab: the header's progress bar moves between two polls
     open_tab(page, "Train")
+    page.get_by_label("Fine-tune the active CNN (minutes)").check()    # the CNN's widgets appear
     page.get_by_label("Epochs").fill("2")
     page.get_by_label("number input for Share of Fashion-MNIST per epoch").fill("0.1")
     page.get_by_label("number input for Share of Fashion-MNIST per epoch").press("Tab")

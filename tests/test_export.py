@@ -22,6 +22,7 @@ from activelearn.export import ExportFilters, class_folder_names, export_dataset
 from activelearn.fmnist import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, read_idx
 from activelearn.ingest import import_paths
 from activelearn.synthetic import make_product_photo
+from tests.helpers import legacy_class
 
 SNEAKER, BAG, TSHIRT = (FMNIST_CLASSES.index(n) for n in ("Sneaker", "Bag", "T-shirt/top"))
 HAT = 10
@@ -69,7 +70,7 @@ def home(tmp_path: Path) -> tuple[Paths, dict[str, int]]:
     db.execute("UPDATE items SET near_dup_of = ? WHERE id = ?", [ids["s1"], ids["s2"]])
     db.execute("UPDATE items SET near_dup_of = ? WHERE id = ?", [ids["s2"], ids["b1"]])
     db.execute("UPDATE items SET split = 'holdout' WHERE id = ?", [ids["t2"]])
-    assert store.add_class(db, "hat/cap").id == HAT
+    assert legacy_class(db, "hat/cap") == HAT
     store.record_label(db, ids["s2"], "confirm", class_id=SNEAKER, annotator="alice",
                        model_version="v1", predicted_class_id=SNEAKER, confidence=0.93)
     store.record_label(db, ids["u1"], "confirm", class_id=HAT, annotator="alice")
@@ -328,7 +329,7 @@ def test_class_folder_names_are_safe_and_unique():
 def test_hostile_class_names_stay_inside_the_export(home, tmp_path):
     paths, ids = home
     db = store.open_db(paths.db)
-    evil = store.add_class(db, "../../escape").id
+    evil = legacy_class(db, "../../escape")
     store.record_label(db, ids["u4"], "confirm", class_id=evil, annotator="alice")
     out = tmp_path / "nest" / "set"
     export_dataset(paths, "imagefolder", out)

@@ -13,6 +13,7 @@ from activelearn.cli import main as cli_main
 from activelearn.config import Paths, resolve_paths
 from activelearn.errors import ActiveLearnError, StoreError
 from activelearn.label_issues import CONFIDENT_LEARNING, NEAR_DUPLICATE, LabelIssue
+from tests.helpers import legacy_class
 
 N_CLASSES = 11              # the ten Fashion-MNIST classes and one user class, "hat/cap"
 PER_CLASS = 30
@@ -47,7 +48,7 @@ def planted(tmp_path: Path) -> tuple[Paths, set[int], tuple[np.ndarray, np.ndarr
     """330 items labeled by alice, 10% of them with a wrong class; returns (paths, wrong ids, background)."""
     paths = resolve_paths(tmp_path / "home", tmp_path / "unused")
     db = store.open_db(paths.db)
-    store.add_class(db, "hat/cap")
+    legacy_class(db, "hat/cap")
     rng = np.random.default_rng(0)
     truth = np.repeat(np.arange(N_CLASSES), PER_CLASS)
     ids = add_items(db, class_images(truth, rng))

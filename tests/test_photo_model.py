@@ -215,6 +215,7 @@ def test_every_n_decisions_a_photo_model_trains_by_itself(photo_home):
     assert len(jobs.list_jobs(db)) == 1                                    # switched off: no new job
 
 
+@pytest.mark.slow
 def test_a_failed_automatic_job_is_not_retried_on_every_decision(photo_home):
     from activelearn import autotrain, jobs, labeling
     paths, pool, *_ = photo_home

@@ -29,13 +29,37 @@ def add_item(db, n: int, split: str = "pool") -> int:
 
 def test_open_db_creates_the_schema_and_seeds_the_fashion_mnist_classes(tmp_path: Path):
     db = store.open_db(tmp_path / "new" / "labels.db")
-    assert store.schema_version(db) == store.SCHEMA_VERSION == 1
+    assert store.schema_version(db) == store.SCHEMA_VERSION == 2
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     classes = store.list_classes(db)
     assert [c.name for c in classes] == list(FMNIST_CLASSES)
     assert [c.id for c in classes] == [c.fmnist_index for c in classes] == list(range(10))
-    assert store.migrate(db) == 1  # applying again changes nothing
+    assert store.migrate(db) == 2  # applying again changes nothing
     assert len(store.list_classes(db)) == 10
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+    assert {"embeddings", "settings", "label_issues", "label_issue_scans"} <= tables
+
+
+def test_a_version_1_database_upgrades_keeping_its_rows(tmp_path: Path):
+    """Version 1 plus the label-issue tables that version created outside the migrations."""
+    import sqlite3
+    path = tmp_path / "labels.db"
+    conn = sqlite3.connect(path)
+    for statement in store._split_sql(store._MIGRATIONS[1]):
+        conn.execute(statement)
+    conn.execute("INSERT INTO classes (id, name, fmnist_index, created_at) VALUES (0, 'T-shirt/top', 0, 'x')")
+    conn.execute("CREATE TABLE label_issue_scans (id INTEGER PRIMARY KEY, created_at TEXT NOT NULL, "
+                 "settings TEXT NOT NULL, labeled INTEGER NOT NULL, flagged INTEGER NOT NULL)")
+    conn.execute("INSERT INTO label_issue_scans VALUES (1, 'x', '{}', 3, 1)")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store._migrated.clear()
+    db = store.open_db(path)
+    assert store.schema_version(db) == 2
+    assert db.execute("SELECT labeled FROM label_issue_scans").fetchall() == [(3,)]
+    assert store.class_names(db) == ["T-shirt/top"]
+    store.put_embeddings(db, "b", [], np.zeros((0, 4), np.float32))
 
 
 def test_a_database_from_a_newer_activelearn_is_refused(tmp_path: Path):

@@ -115,7 +115,7 @@ def test_annotator_cannot_add_a_class_through_the_handler(home):
     db = store.open_db(home.db)
     assert "Hat" not in store.class_names(db)
     added = label_tab.add_class(ctx, None, "Hat", as_user("lee"))
-    assert "Hat" in added.other_class["choices"] and "Added class **Hat**" in added.message
+    assert "Hat" in added.classes and "Added class **Hat**" in added.message
     assert store.class_names(db)[-1] == "Hat"
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
 import pytest
 
-from activelearn import ingest, jobs, labeling, store
+from activelearn import ingest, jobs, labeling, scoring, store, ui
+from activelearn.errors import StoreError
+from activelearn.label_session import REFILL_BELOW
 from activelearn.config import resolve_paths
 from activelearn.ui import label_tab
 from activelearn.ui.context import UIContext
@@ -46,9 +49,44 @@ def test_first_view_shows_original_conversion_top3_and_reason(ctx):
     assert np.array_equal(panel.preview[::8, ::8], np.frombuffer(item["pixels"], np.uint8).reshape(28, 28))
     assert list(panel.top3) == [name for name, _ in entry.top3] and len(panel.top3) == 3
     assert "Why this item:" in panel.why and f"#{entry.item_id}" in panel.why and "model v1" in panel.why
-    assert panel.confirm_label.startswith(f"✓ {entry.top3[0][0]}")
-    assert len(panel.session.queue) >= label_tab.REFILL_BELOW - 1, "the next items are prefetched"
-    assert "0 labeled" in panel.counters and "unlabeled in pool:** 60" in panel.counters
+    assert panel.confirm_label.startswith(f"✓ {entry.top3[0][0]}") and "(a, Enter)" in panel.confirm_label
+    assert len(panel.session.queue) >= REFILL_BELOW - 1, "the next items are prefetched"
+    assert "0 labeled · 0 skipped · 0 rejected · 60 unlabeled in pool" in panel.counters
+    assert panel.classes == tuple(store.class_names(store.open_db(ctx.paths.db)))
+
+
+def test_why_this_item_states_the_models_numbers(ctx):
+    panel = label_tab.load_view(ctx, None, as_user("ann"))
+    entry = panel.session.current
+    (n1, p1), (n2, p2), (n3, p3) = entry.top3
+    scores = scoring.score_items(ctx.paths)
+    probs = np.sort(scores.probs[scores.rows([entry.item_id])[0]])[::-1]
+    assert (p1, p2) == pytest.approx((probs[0], probs[1])), "the numbers are the model's probabilities"
+    assert f"margin: top two {p1:.0%} vs {p2:.0%} ({n1} vs {n2})" in panel.why
+    item = store.get_item(store.open_db(ctx.paths.db), entry.item_id)
+    for strategy, text in (
+            ("entropy", f"entropy {entry.score:.2f} nats, spread over {n1} {p1:.0%}, {n2} {p2:.0%}, {n3} {p3:.0%}"),
+            ("least-confidence", f"the top class, {n1}, has only {p1:.0%}"),
+            ("audit", f"not by uncertainty, so the model is also checked where it is sure; the model says {n1} {p1:.0%}"),
+            ("undo", f"brought back by undo; the model says {n1} {p1:.0%}")):
+        assert text in label_tab._why(replace(entry, strategy=strategy), item)
+    holdout_draw = replace(entry, strategy="random", is_audit=True)  # served like the audit slice
+    assert "**audit**: picked at random" in label_tab._why(holdout_draw, item)
+
+
+def test_counters_are_labels_db_counts_like_the_header(ctx):
+    panel = label_tab.load_view(ctx, None, as_user("ann"))
+    bob = label_tab.load_view(ctx, None, as_user("bob")).session
+    for action in ("confirm", "skip", "reject"):
+        label_tab.decide_item(ctx, bob, bob.current.item_id, action, None, as_user("bob"))
+    ticked = label_tab.refresh(ctx, panel.session, as_user("ann"))
+    counts = store.status(store.open_db(ctx.paths.db)).as_dict()
+    assert (counts["labeled"], counts["skipped"], counts["rejected"], counts["unlabeled_pool"]) == (1, 1, 1, 57)
+    assert "1 labeled · 1 skipped · 1 rejected · 57 unlabeled in pool" in ticked.counters, \
+        "a poll shows the other annotators' decisions too"
+    panel = label_tab.decide_item(ctx, panel.session, panel.item_id, "confirm", None, as_user("ann"))
+    assert "2 labeled · 1 skipped · 1 rejected · 56 unlabeled in pool" in panel.counters
+    assert "2 labeled · 56 unlabeled" in ui.header_html(ctx, as_user("ann")), "the header reads the same counts"
 
 
 def test_confirm_correct_skip_reject_record_the_user_and_advance(ctx):
@@ -70,24 +108,104 @@ def test_confirm_correct_skip_reject_record_the_user_and_advance(ctx):
         (third.item_id, "skip", None, "ann", "v1", third.predicted_class_id),
         (fourth.item_id, "reject", None, "ann", "v1", fourth.predicted_class_id),
     ]
-    assert "2 labeled · 1 skipped · 1 rejected" in panel.counters
-    assert "unlabeled in pool:** 56" in panel.counters
+    assert "2 labeled · 1 skipped · 1 rejected · 56 unlabeled in pool" in panel.counters
     names = store.class_names(store.open_db(ctx.paths.db))
     assert f"{names[wrong]} 1" in panel.counters and f"{names[first.predicted_class_id]} 1" in panel.counters
-    assert panel.notice == f"#{fourth.item_id}: reject."
+    assert panel.notice == f"Stored #{fourth.item_id}: reject."
 
 
-def test_correct_by_class_name_from_the_dropdown(ctx):
+def test_the_notice_says_what_labels_db_stored(ctx):
+    panel = label_tab.load_view(ctx, None, as_user("ann"))
+    session = panel.session
+    names = store.class_names(store.open_db(ctx.paths.db))
+    first = session.current
+    panel = label_tab.decide_item(ctx, session, first.item_id, "confirm", None, as_user("ann"))
+    assert panel.notice == f"Stored #{first.item_id}: confirm → {names[first.predicted_class_id]}."
+    second = session.current
+    wrong = (second.predicted_class_id + 1) % 10
+    panel = label_tab.decide_item(ctx, session, second.item_id, "confirm", wrong, as_user("ann"))
+    assert store.label_state(store.open_db(ctx.paths.db))[second.item_id] == ("correct", wrong)
+    assert panel.notice == (f"Stored #{second.item_id}: correct → {names[wrong]} "
+                            f"(the model said {second.top3[0][0]}).")
+    panel = label_tab.undo_last(ctx, session, as_user("ann"))
+    assert panel.notice == f"Undid correct → {names[wrong]} on #{second.item_id}: it is back on screen."
+
+
+def test_the_api_takes_a_class_id_or_a_class_name(ctx):
     panel = label_tab.load_view(ctx, None, as_user("ann"))
     entry = panel.session.current
     target = "Bag" if entry.top3[0][0] != "Bag" else "Coat"
-    panel = label_tab.decide_item(ctx, panel.session, entry.item_id, "correct", target, as_user("ann"))
+    panel = label_tab.decide_from_api(ctx, panel.session, entry.item_id, "correct", target, as_user("ann"))
     names = store.class_names(store.open_db(ctx.paths.db))
     assert events(ctx)[-1][:3] == (entry.item_id, "correct", names.index(target))
+    entry = panel.session.current
+    panel = label_tab.decide_from_api(ctx, panel.session, entry.item_id, "confirm", "3", as_user("ann"))
+    assert events(ctx)[-1][:3] == (entry.item_id, "confirm" if entry.predicted_class_id == 3 else "correct", 3)
     with pytest.raises(gr.Error, match="unknown class 'Hat'"):
-        label_tab.decide_item(ctx, panel.session, panel.item_id, "correct", "Hat", as_user("ann"))
+        label_tab.decide_from_api(ctx, panel.session, panel.item_id, "correct", "Hat", as_user("ann"))
+    with pytest.raises(gr.Error, match="unknown class id 99"):
+        label_tab.decide_from_api(ctx, panel.session, panel.item_id, "correct", "99", as_user("ann"))
     with pytest.raises(gr.Error, match="a correction needs a class"):
-        label_tab.decide_item(ctx, panel.session, panel.item_id, "correct", "", as_user("ann"))
+        label_tab.decide_from_api(ctx, panel.session, panel.item_id, "correct", "", as_user("ann"))
+    assert len(events(ctx)) == 2, "refused decisions record nothing"
+
+
+def test_class_ids_are_never_read_as_class_names(ctx):
+    """A class *named* "3" (allowed before names were checked) must not catch the decisions meant for id 3."""
+    db = store.open_db(ctx.paths.db)
+    db.execute("INSERT INTO classes (id, name, fmnist_index, created_at) VALUES (10, '3', NULL, ?)", [store.now()])
+    panel = label_tab.load_view(ctx, None, as_user("ann"))
+    session = panel.session
+    for class_id in (3, 10):  # the "4 · Dress" button, then the button of the class named "3"
+        item = session.current.item_id
+        label_tab.decide_item(ctx, session, item, "confirm", class_id, as_user("ann"))
+        assert store.label_state(db)[item][1] == class_id
+    item = session.current.item_id
+    label_tab.decide_from_api(ctx, session, item, "confirm", "3", as_user("ann"))
+    assert store.label_state(db)[item][1] == 3, "digits through the API are an id too"
+    label_tab.set_queue_options(ctx, session, "margin", 3, as_user("ann"))
+    assert session.class_filter == 3
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("3", "cannot be only digits"), (" 42 ", "cannot be only digits"),
+    ("a<b", "HTML markup characters"), ("b>a", "HTML markup characters"), ("R&D", "HTML markup characters"),
+    ("hat/cap", "cannot contain '/'"), ("..", "cannot contain '..'"), ("up..down", "cannot contain '..'"),
+    ("tab\tname", "control characters \\(found U\\+0009"), ("nul\x00", "control characters"),
+    ("del\x7f", "control characters"), ("csi\x9b", "control characters"),
+    ("evil\u202egnp.exe", "direction overrides \\(found U\\+202E"), ("\u2066isolate", "direction overrides"),
+    ("\u202aembed", "direction overrides"), ("pop\u2069", "direction overrides"),
+])
+def test_add_class_refuses_names_that_would_be_misread(tmp_path, name, message):
+    db = store.open_db(tmp_path / "labels.db")
+    with pytest.raises(StoreError, match=message):
+        store.add_class(db, name)
+    assert len(store.class_names(db)) == 10, "nothing was added"
+
+
+def test_add_class_accepts_ordinary_names(tmp_path):
+    db = store.open_db(tmp_path / "labels.db")
+    for name in ("Size 3", "T-shirt v2.0", "Bucket hat", "Ärmel · lang", "3D print"):
+        store.add_class(db, name)
+    assert store.class_names(db)[10:] == ["Size 3", "T-shirt v2.0", "Bucket hat", "Ärmel · lang", "3D print"]
+
+
+def test_keymap_is_prodigy_style_and_every_class_gets_a_key():
+    keymap = label_tab.KEYMAP
+    assert (keymap["a"], keymap["x"], keymap[" "], keymap["Backspace"]) == ("accept", "reject", "skip", "undo")
+    assert (keymap["Enter"], keymap["s"], keymap["z"]) == ("accept", "skip", "undo"), "the earlier keys still work"
+    keys = label_tab.CLASS_KEYS
+    assert len(set(keys)) == len(keys) and not set(keys) & set(keymap), "no key means two things"
+    assert keys.startswith("1234567890") and keys[10:].isalpha()
+    assert set(keymap.values()) - {"find"} == set(label_tab.COMMAND_BUTTONS)
+    names = [f"class {i}" for i in range(len(keys) + 2)]
+    legend = label_tab.key_legend(names)
+    assert "a, Enter = accept" in legend and "Space, s = skip" in legend and "Backspace, z = undo" in legend
+    assert "1 class 0" in legend and "0 class 9" in legend and "q class 10" in legend
+    assert f"{keys[-1]} class {len(keys) - 1}" in legend and "the other 2 classes: / finds them" in legend
+    assert label_tab.class_button_label(10, "Hat") == "q · Hat" and label_tab.class_button_label(99, "Cap") == "Cap"
+    script = label_tab.keys_js()
+    assert "__" + "KEYMAP__" not in script and '"Backspace": "undo"' in script and keys in script
 
 
 def test_a_key_meant_for_the_previous_item_records_nothing(ctx):
@@ -109,7 +227,7 @@ def test_undo_brings_the_item_back_and_fixes_the_counters(ctx):
     assert panel.item_id == first.item_id and session.current.item_id == first.item_id
     assert "brought back by undo" in panel.why
     assert session.queue[0] == second, "the item that was on screen comes right after"
-    assert "0 labeled" in panel.counters and "back on screen" in panel.notice
+    assert "0 labeled · 0 skipped" in panel.counters and "back on screen" in panel.notice
     db = store.open_db(ctx.paths.db)
     last = db.execute("SELECT action, undoes IS NOT NULL FROM labels ORDER BY id DESC LIMIT 1").fetchone()
     assert last == ("undo", 1)
@@ -129,8 +247,7 @@ def test_grid_page_confirms_ticked_and_queues_unticked_first(ctx):
     shown = session.current.item_id
     counts = np.bincount([e.predicted_class_id for e in labeling.next_items(
         ctx.paths, annotator="probe", n=60, audit_fraction=0.0, take_lease=False)], minlength=10)
-    cls = store.class_names(store.open_db(ctx.paths.db))[int(counts.argmax())]
-    view = label_tab.load_grid(ctx, session, cls, as_user("ann"))
+    view = label_tab.load_grid(ctx, session, int(counts.argmax()), as_user("ann"))
     page = session.grid
     ids = [e.item_id for e in page]
     assert len(page) >= 3 and shown not in ids
@@ -176,13 +293,15 @@ def test_two_annotators_get_disjoint_items_and_no_decision_is_lost(ctx):
 
 def test_strategy_and_class_filter_refetch_and_release_the_old_queue(ctx):
     panel = label_tab.load_view(ctx, None, as_user("ann"))
+    shown = panel.session.current
+    same = label_tab.set_queue_options(ctx, panel.session, "margin", label_tab.ALL_CLASSES, as_user("ann"))
+    assert same.session.current == shown, "re-sending the same options (a dropdown losing focus) keeps the item"
     old = {panel.session.current.item_id, *(e.item_id for e in panel.session.queue)}
-    cls = panel.session.current.top3[0][0]
+    cls = panel.session.current.predicted_class_id
     panel = label_tab.set_queue_options(ctx, panel.session, "entropy", cls, as_user("ann"))
     session = panel.session
-    names = store.class_names(store.open_db(ctx.paths.db))
-    assert session.strategy == "entropy" and session.class_filter == names.index(cls)
-    assert all(e.predicted_class_id == names.index(cls) for e in [session.current, *session.queue])
+    assert session.strategy == "entropy" and session.class_filter == cls
+    assert all(e.predicted_class_id == cls for e in [session.current, *session.queue])
     bob = labeling.next_items(ctx.paths, annotator="bob", n=60, take_lease=False)
     now_held = {session.current.item_id, *(e.item_id for e in session.queue)}
     assert (old - now_held) <= {e.item_id for e in bob}, "released items are free for others again"
@@ -194,11 +313,15 @@ def test_lead_adds_a_class_and_it_can_be_used_at_once(ctx):
     panel = label_tab.load_view(ctx, None, as_user("ann"))
     with pytest.raises(gr.Error, match="may not"):
         label_tab.add_class(ctx, panel.session, "Hat", as_user("ann"))
+    with pytest.raises(gr.Error, match="cannot be only digits"):
+        label_tab.add_class(ctx, None, "7", as_user("lee"))
     added = label_tab.add_class(ctx, None, "Hat", as_user("lee"))
-    assert added.other_class["choices"][-1] == "Hat" and added.class_filter["choices"][-1] == "Hat"
+    assert added.classes[-1] == "Hat" and added.class_filter["choices"][-1] == ("Hat", 10)
+    assert added.grid_class["choices"][-1] == ("Hat", 10) and "key **q**" in added.message
     refreshed = label_tab.refresh(ctx, panel.session, as_user("ann"))
-    assert refreshed.other_class["choices"][-1] == "Hat", "other sessions see the class on the next poll"
-    label_tab.decide_item(ctx, panel.session, panel.item_id, "correct", "Hat", as_user("ann"))
+    assert refreshed.classes[-1] == "Hat", "other sessions get the class (its button and key) on the next poll"
+    assert "q Hat" in label_tab.key_legend(refreshed.classes)
+    label_tab.decide_item(ctx, panel.session, panel.item_id, "correct", 10, as_user("ann"))
     assert events(ctx)[-1][1:3] == ("correct", 10)
 
 

@@ -11,6 +11,7 @@ import csv
 import io
 import socket
 import time
+from collections import Counter
 import zipfile
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from activelearn import registry, store
+from activelearn import holdout, registry, store
 from activelearn.config import resolve_paths
 from activelearn.ui import export_tab, import_tab, review_tab, train_tab
 from activelearn.ui.context import ACTION_PHRASES, UIContext
@@ -131,13 +132,15 @@ def test_import_without_input_is_an_error_not_a_crash(seeded_home):
 
 # ---------------------------------------------------------------- train
 
+@pytest.mark.slow  # the `trained` fixture runs a training job process
 def test_training_job_polled_to_completion(trained):
     paths, started, polls = trained
-    assert "**Job 1: queued**" in started or "**Job 1: running**" in started
+    assert "**Job 1 (train): queued**" in started or "**Job 1 (train): running**" in started
     finished = polls[-1]
     assert finished[0][1] == "succeeded", finished[1]
     assert "v2 activated" in finished[1] or "v2 kept inactive" in finished[1]
-    assert "holdout accuracy" in finished[1]  # the activation reason is shown
+    reason = registry.read_card(paths.models, "v2")["activation"]["reason"]
+    assert reason in finished[1]  # the activation reason is shown
     assert '<progress value="100.0"' in finished[2]
     assert isinstance(finished[3], Figure)
     assert list(finished[4]["version"]) == ["v1", "v2"] and isinstance(finished[6], Figure)
@@ -148,6 +151,7 @@ def test_training_job_polled_to_completion(trained):
     assert again[0] == finished[0] and all(o == gr.skip() for o in again[1:])
 
 
+@pytest.mark.slow  # the `trained` fixture runs a training job process
 def test_only_one_training_job_and_cancel_without_job(trained):
     paths, _, _ = trained
     ctx = UIContext(paths, ROLES)
@@ -155,6 +159,7 @@ def test_only_one_training_job_and_cancel_without_job(trained):
         train_tab.cancel_training(ctx, LEAD)
 
 
+@pytest.mark.slow  # the `trained` fixture runs a training job process
 def test_versions_table_and_activate_roll_back(trained):
     paths, _, _ = trained
     ctx = UIContext(paths, ROLES)
@@ -184,13 +189,15 @@ def test_versions_table_and_activate_roll_back(trained):
 
 # ---------------------------------------------------------------- review
 
+@pytest.mark.slow  # the `trained` fixture runs a training job process
 def test_review_per_class_with_support_and_figures(trained):
     paths, _, _ = trained
     ctx = UIContext(paths)
     summary, table, bars, heatmap, matrix = review_tab.review(ctx, "v2", "holdout")
     db = store.open_db(paths.db)
-    holdout = store.status(db).as_dict()["labeled_per_class"]["holdout"]
-    support = dict(zip(table["class"], table["In-domain holdout support"]))
+    names = store.class_names(db)
+    holdout = dict(Counter(names[c] for _, c in store.labeled_holdout(db, "report")))
+    support = dict(zip(table["class"], table["In-domain holdout (report part) support"]))
     assert {name: n for name, n in support.items() if n} == holdout
     fmnist_support = table["Fashion-MNIST test support"].sum()
     assert fmnist_support == registry.read_card(paths.models, "v2")["metrics"]["fmnist_test"]["n"] == 10000
@@ -199,6 +206,7 @@ def test_review_per_class_with_support_and_figures(trained):
     assert "**v2**" in summary
 
 
+@pytest.mark.slow  # the `trained` fixture runs a training job process
 def test_confusion_cell_gallery_holdout_and_fmnist(trained):
     paths, _, _ = trained
     ctx = UIContext(paths)
@@ -216,7 +224,7 @@ def test_confusion_cell_gallery_holdout_and_fmnist(trained):
     assert len(clicked) == len(gallery)
     assert review_tab.confusion_cell_at(ctx, "v2", "holdout", matrix, row, 0) == (gr.skip(),) * 4
     assert review_tab.confusion_cell(ctx, "v2", "holdout", "Hat", pred_name) == (
-        [], "no class 'Hat' in In-domain holdout for v2")
+        [], "no class 'Hat' in In-domain holdout (report part) for v2")
 
     card_matrix = np.array(registry.read_card(paths.models, "v2")["metrics"]["fmnist_test"]["confusion_matrix"])
     off = card_matrix - np.diag(np.diag(card_matrix))
@@ -227,12 +235,13 @@ def test_confusion_cell_gallery_holdout_and_fmnist(trained):
     assert len(gallery) == min(card_matrix[true_id, pred_id], review_tab.MAX_GALLERY) > 0
 
 
+@pytest.mark.slow  # the `trained` fixture runs a training job process
 def test_compare_versions_gives_per_class_deltas(trained):
     paths, _, _ = trained
     ctx = UIContext(paths)
     summary, deltas, bars = review_tab.compare_versions(ctx, "v1", "v2", "holdout")
-    old = review_tab.holdout_metrics(ctx, "v1")["per_class"]
-    new = review_tab.holdout_metrics(ctx, "v2")["per_class"]
+    old = holdout.metrics(paths, "v1", "holdout")["per_class"]
+    new = holdout.metrics(paths, "v2", "holdout")["per_class"]
     for row in deltas.to_dict("records"):
         if new[row["class"]]["support"]:
             expected = new[row["class"]]["accuracy"] - old[row["class"]]["accuracy"]
@@ -240,6 +249,20 @@ def test_compare_versions_gives_per_class_deltas(trained):
     assert "**v2 vs v1**" in summary and isinstance(bars, Figure)
     with pytest.raises(gr.Error, match="choose two versions"):
         review_tab.compare_versions(ctx, "v1", None, "holdout")
+
+
+@pytest.mark.slow  # the `trained` fixture runs a training job process
+def test_all_versions_side_by_side_and_holdout_sizes(trained):
+    paths, _, _ = trained
+    ctx = UIContext(paths)
+    table, figure = review_tab.versions_side_by_side(ctx)
+    assert list(table.columns)[0] == "class" and table.iloc[0]["class"] == "all"
+    v2 = [c for c in table.columns if c.startswith("v2 cnn")][0]
+    assert table.iloc[0][v2] == round(holdout.metrics(paths, "v2", "holdout")["accuracy"], 3)
+    sizes = review_tab.holdout_sizes(ctx)
+    db = store.open_db(paths.db)
+    assert sizes["total"].sum() == len(store.labeled_holdout(db))
+    assert sizes["report"].sum() == len(store.labeled_holdout(db, "report"))
 
 
 def test_labeling_progress_counts_actions_per_annotator(seeded_home, photo_folder):

@@ -1,7 +1,7 @@
 """The Gradio app: a header (user, model, counts, job progress) over five tabs.
 
-`build_app` lays the page out; `launch_app` serves it (auth, keyboard
-shortcuts, the image folder Gradio may serve); `start_seed_if_needed` starts
+`build_app` lays the page out; `launch_app` serves it (auth, the image
+folder Gradio may serve; the Label tab brings its own keyboard shortcuts); `start_seed_if_needed` starts
 the seed training on a home with no model, so a first launch shows progress
 instead of an error. Nothing here reaches the internet: fonts are Gradio's
 bundled ones, analytics are off and there is no share link.
@@ -29,32 +29,6 @@ OTHER_TABS = (("Import", import_tab), ("Train", train_tab), ("Review", review_ta
 HEADER_POLL_S = 2.0
 #: A failed job's message is cut to this many characters in the header (the full text is a tooltip).
 FAILURE_CHARS = 160
-
-#: Shortcut keys -> elem_id of the button they click. Keys typed into a text field are left alone,
-#: and keys only act while the single-item label panel is on screen.
-KEYBOARD_JS = """
-() => {
-  if (window.__activelearnKeys) return;
-  window.__activelearnKeys = true;
-  const targets = {"Enter": "al-confirm", " ": "al-confirm", "s": "al-skip", "x": "al-reject",
-                   "z": "al-undo", "Backspace": "al-undo"};
-  for (const k of "1234567890") targets[k] = "al-class-" + k;
-  document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
-    const el = event.target;
-    const tag = (el && el.tagName || "").toLowerCase();
-    if (tag === "input" || tag === "textarea" || tag === "select" || (el && el.isContentEditable)) return;
-    const panel = document.getElementById("al-label-panel");
-    if (!panel || panel.offsetParent === null) return;
-    const id = targets[event.key.length === 1 ? event.key.toLowerCase() : event.key];
-    const button = id && document.getElementById(id);
-    if (!button || button.disabled) return;
-    event.preventDefault();
-    if (el && el.blur && tag === "button") el.blur();
-    button.click();
-  });
-}
-"""
 
 CSS = """
 #al-header { padding: 6px 10px; border-radius: 8px; background: var(--block-background-fill); }
@@ -158,6 +132,6 @@ def launch_app(app: gr.Blocks, paths: Paths, users: list[User], *, host: str = "
         server_name=host, server_port=port, share=False, prevent_thread_lock=prevent_thread_lock,
         auth=password_checker(users) if users else None,
         auth_message="activelearn: log in with the user name and password your lead gave you.",
-        allowed_paths=[str(paths.images), str(paths.data / "exports")], js=KEYBOARD_JS, css=CSS, ssr_mode=False,
+        allowed_paths=[str(paths.images), str(paths.data / "exports")], css=CSS, ssr_mode=False,
         footer_links=["api"], show_error=True, quiet=quiet, enable_monitoring=False, mcp_server=False,
     )

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from activelearn import store
+from activelearn import jobs, store
+from activelearn.backbones import DEFAULT_BACKBONE, get_spec, weights_path
 from activelearn.config import Paths
 from activelearn.convert import normalize_image, open_for_conversion
 from activelearn.errors import ActiveLearnError
@@ -103,11 +104,26 @@ def import_files(ctx: UIContext, files: list | None, folder: str, label_from_fol
     if report.duplicates or report.near_duplicates:
         lines.append("- Duplicates (byte-identical to a photo imported before) were skipped; near-duplicates "
                      "were imported and flagged, each pointing at the earlier photo it resembles.")
+    if report.added:
+        lines.append(_embedding_line(ctx))
     if report.added > PREVIEW_ITEMS:
         lines.append(f"Preview: the first {PREVIEW_ITEMS} of {report.added} added items "
                      "(original | 28x28 conversion).")
     gallery = preview_gallery(ctx.paths, report.added_ids[:PREVIEW_ITEMS])
     return "\n".join(lines), rejected, gallery
+
+
+def _embedding_line(ctx: UIContext) -> str:
+    """Start embedding the new photos where the backbone's weights are here; say what happened."""
+    spec = get_spec(DEFAULT_BACKBONE)
+    if not weights_path(spec).exists():
+        return (f"- The photo model needs the {spec.name} ImageNet weights ({spec.weights_file} in "
+                f"{weights_path(spec).parent}): press *Compute embeddings* in the Train tab to download them once.")
+    job = jobs.embed_new_items(ctx.paths)
+    if job is None:
+        return "- The embedding job already running will include the new photos."
+    return (f"- Computing the photo model's embeddings of the new photos in the background (job {job.id}); "
+            "the header shows its progress.")
 
 
 def build(ctx: UIContext) -> None:
@@ -121,8 +137,8 @@ def build(ctx: UIContext) -> None:
                                 placeholder="/data/scraped/shoes")
             label_from_folders = gr.Checkbox(label="Label from folder names",
                                              info="a folder per class, inside archives or server folders")
-            holdout = gr.Slider(0.0, 0.5, value=0.1, step=0.01, label="Holdout fraction",
-                                info="share of new items kept aside to measure models in-domain")
+            holdout = gr.Slider(0.0, 1.0, value=0.1, step=0.01, label="Holdout fraction",
+                                info="share of new items kept aside to measure models in-domain (1 = a labeled test set)")
             run = gr.Button("Import", variant="primary")
     summary = gr.Markdown()
     rejected = gr.DataFrame(headers=["file", "reason"], label="Rejected files", interactive=False,

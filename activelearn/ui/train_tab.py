@@ -1,9 +1,11 @@
-"""Train tab: start / follow / cancel retraining, list model versions, activate or roll back.
+"""Train tab: start / follow / cancel training, embed photos, auto-retrain, versions, activate or roll back.
 
-Training runs in its own process (`jobs.start_training`), so the handlers only
-insert or read a job row and return at once: the page stays usable for every
-annotator while a lead's job trains. A 1-second timer reads the job row and
-redraws only when it changed, so an idle page costs one SQLite read a second.
+Training and embedding run in their own processes (`jobs.start_job`), so the
+handlers only insert or read a job row and return at once: the page stays
+usable for every annotator while a lead's job runs. A 1-second timer reads the
+job rows and redraws only when they changed, so an idle page costs one SQLite
+read a second. The mode's defaults come from `retrain.TRAINING_DEFAULTS`, the
+table the CLI reads too.
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from activelearn import jobs, registry, reports, store
+from activelearn import autotrain, jobs, registry, reports, store
+from activelearn.backbones import BACKBONES, DEFAULT_BACKBONE
 from activelearn.errors import ActiveLearnError
 from activelearn.jobs import Job
+from activelearn.retrain import FINETUNE, PHOTO, SCRATCH, TRAINING_DEFAULTS
 from activelearn.ui.context import UIContext
 
 POLL_S = 1.0
-VERSION_COLUMNS = ["version", "active", "parent", "created", "mode", "Fashion-MNIST acc",
+VERSION_COLUMNS = ["version", "active", "kind", "parent", "created", "mode", "Fashion-MNIST acc",
                    "holdout acc", "holdout n", "human labels", "classes", "activation"]
+MODE_CHOICES = [("Photo model: ImageNet backbone + head (seconds)", PHOTO),
+                ("Fine-tune the active CNN (minutes)", FINETUNE), ("CNN from scratch (long)", SCRATCH)]
 
 
 def _shown(exc: ActiveLearnError) -> gr.Error:
@@ -41,8 +47,9 @@ def job_summary(job: Job | None) -> str:
     """One Markdown block: status, phase, epoch x/y, batch, loss, accuracy, ETA, final message."""
     if job is None:
         return "No training job yet."
-    lines = [f"**Job {job.id}: {job.status}** · phase {job.phase or '—'} · mode "
-             f"{job.params.get('mode', 'finetune')}"]
+    what = f"backbone {job.params.get('backbone', DEFAULT_BACKBONE)}" if job.kind == jobs.EMBED else (
+        f"mode {job.params.get('mode', FINETUNE)}" + (" (automatic)" if job.params.get("trigger") == "auto" else ""))
+    lines = [f"**Job {job.id} ({job.kind}): {job.status}** · phase {job.phase or '—'} · {what}"]
     if job.epochs:
         parts = [f"epoch {job.epoch or 0}/{job.epochs}"]
         if job.batches:
@@ -109,8 +116,10 @@ def versions_table(ctx: UIContext) -> pd.DataFrame:
         holdout = row["holdout_accuracy"]
         rows.append({
             "version": row["version"], "active": "✔" if row["active"] else "",
+            "kind": row["kind"] + (f" ({row['backbone']})" if row["backbone"] else ""),
             "parent": row["parent"] or "", "created": (row["created_at"] or "")[:19].replace("T", " "),
-            "mode": row["mode"] or "", "Fashion-MNIST acc": round(row["fmnist_accuracy"], 4),
+            "mode": row["mode"] or "",
+            "Fashion-MNIST acc": None if row["fmnist_accuracy"] is None else round(row["fmnist_accuracy"], 4),
             "holdout acc": None if holdout is None else round(holdout, 4), "holdout n": row["holdout_n"],
             "human labels": row["human_labels"], "classes": row["classes"],
             "activation": f"{verdict}: {decision['reason']}" if decision.get("reason") else verdict,
@@ -123,11 +132,24 @@ def _version_choices(ctx: UIContext) -> gr.Dropdown:
     return gr.Dropdown(choices=versions, value=registry.active_version(ctx.paths.models))
 
 
-def start_training(ctx: UIContext, mode: str, epochs: float, fmnist_fraction: float,
-                   force_activate: bool, request: gr.Request | None) -> str:
-    """Queue a retraining job and return at once; the job runs in its own process. Lead only."""
+def mode_defaults(mode: str) -> tuple[gr.Number, gr.Slider, gr.Dropdown]:
+    """Epochs, Fashion-MNIST share and backbone widgets for a mode: its defaults, shown only where they apply."""
+    defaults = TRAINING_DEFAULTS[mode]
+    cnn = mode != PHOTO
+    return (gr.Number(value=defaults.get("epochs"), visible=cnn),
+            gr.Slider(value=defaults.get("fmnist_fraction"), visible=cnn),
+            gr.Dropdown(value=defaults.get("backbone", DEFAULT_BACKBONE), visible=not cnn))
+
+
+def start_training(ctx: UIContext, mode: str, epochs: float | None, fmnist_fraction: float | None,
+                   force_activate: bool, request: gr.Request | None, backbone: str | None = None) -> str:
+    """Queue a training job and return at once; the job runs in its own process. Lead only."""
     ctx.require(request, "train")
-    params: dict[str, Any] = {"mode": mode, "epochs": int(epochs), "fmnist_fraction": float(fmnist_fraction)}
+    if mode == PHOTO:
+        params: dict[str, Any] = {"mode": PHOTO, "backbone": backbone or DEFAULT_BACKBONE}
+    else:
+        params = {"mode": mode, "epochs": int(epochs or TRAINING_DEFAULTS[mode]["epochs"]),
+                  "fmnist_fraction": float(fmnist_fraction or TRAINING_DEFAULTS[mode]["fmnist_fraction"])}
     if force_activate:
         params["force_activate"] = True
     try:
@@ -135,6 +157,49 @@ def start_training(ctx: UIContext, mode: str, epochs: float, fmnist_fraction: fl
     except ActiveLearnError as exc:
         raise _shown(exc) from exc
     return job_summary(job)
+
+
+def start_embedding(ctx: UIContext, backbone: str | None, request: gr.Request | None) -> str:
+    """Embed every item the backbone has not embedded yet, in a job process. Lead only."""
+    ctx.require(request, "train")
+    try:
+        job = jobs.start_job(ctx.paths, jobs.EMBED, {"backbone": backbone or DEFAULT_BACKBONE})
+    except ActiveLearnError as exc:
+        raise _shown(exc) from exc
+    return job_summary(job)
+
+
+def embedding_status(ctx: UIContext) -> str:
+    """How many items each backbone has embedded, and the embedding job in progress."""
+    db = store.open_db(ctx.paths.db)
+    total = sum(store.status(db).items_per_split.values())
+    counts = store.embedded_backbones(db)
+    lines = [f"Embedded: {counts.get(name, 0):,} of {total:,} items ({name})"
+             for name in dict.fromkeys([DEFAULT_BACKBONE, *counts])]
+    running = jobs.active_job(db, jobs.EMBED)
+    if running is not None:
+        lines.append(job_summary(running) + "\n\n" + progress_html(running))
+    return "\n\n".join(lines)
+
+
+def set_auto_retrain(ctx: UIContext, enabled: bool, every: float, request: gr.Request | None) -> str:
+    """Switch automatic photo-model retraining on or off, every N decisions. Lead only."""
+    ctx.require(request, "train")
+    try:
+        chosen = autotrain.configure(store.open_db(ctx.paths.db), enabled=enabled, every=int(every or 0))
+    except ActiveLearnError as exc:
+        raise _shown(exc) from exc
+    return auto_retrain_note(ctx, chosen)
+
+
+def auto_retrain_note(ctx: UIContext, chosen: dict[str, Any] | None = None) -> str:
+    db = store.open_db(ctx.paths.db)
+    chosen = chosen or autotrain.settings(db)
+    if not chosen["enabled"]:
+        return "Automatic retraining is off."
+    new, _ = autotrain.labels_since_photo_model(ctx.paths, db)
+    return (f"Automatic retraining is on: a photo model trains after every {chosen['every']} new labels "
+            f"({new} since the newest photo model).")
 
 
 def cancel_training(ctx: UIContext, request: gr.Request | None) -> str:
@@ -198,14 +263,18 @@ def refresh_versions(ctx: UIContext) -> tuple[pd.DataFrame, gr.Dropdown, Figure 
 
 
 def build(ctx: UIContext) -> None:
-    gr.Markdown("Retrain on Fashion-MNIST plus every human label. The job runs in the background: "
-                "keep labeling meanwhile. A new version becomes active only if it is not worse on "
-                "the in-domain holdout (unless forced).")
+    gr.Markdown("Train a new version in the background: keep labeling meanwhile. The **photo model** learns "
+                "from the human labels over ImageNet-backbone embeddings of the photos in seconds; the CNN "
+                "works on the 28x28 conversions. A new version becomes active unless it is worse than the "
+                "active one on the selection part of the labeled in-domain holdout (unless forced).")
+    auto_settings = autotrain.settings(store.open_db(ctx.paths.db))
     with gr.Row():
-        mode = gr.Radio([("Fine-tune the active model", "finetune"), ("From scratch", "scratch")],
-                        value="finetune", label="Mode")
-        epochs = gr.Number(value=3, minimum=1, maximum=100, precision=0, label="Epochs")
-        fraction = gr.Slider(0.01, 1.0, value=0.35, step=0.01, label="Share of Fashion-MNIST per epoch")
+        mode = gr.Radio(MODE_CHOICES, value=PHOTO, label="Mode")
+        backbone = gr.Dropdown(sorted(BACKBONES), value=DEFAULT_BACKBONE, label="Backbone")
+        epochs = gr.Number(value=TRAINING_DEFAULTS[FINETUNE]["epochs"], minimum=1, maximum=100, precision=0,
+                           label="Epochs", visible=False)
+        fraction = gr.Slider(0.01, 1.0, value=TRAINING_DEFAULTS[FINETUNE]["fmnist_fraction"], step=0.01,
+                             label="Share of Fashion-MNIST per epoch", visible=False)
         force = gr.Checkbox(label="Activate even if not better")
     with gr.Row():
         start = gr.Button("Start training", variant="primary")
@@ -216,6 +285,15 @@ def build(ctx: UIContext) -> None:
     seen = gr.State(None)
     timer = gr.Timer(POLL_S)
 
+    with gr.Accordion("Photo embeddings and automatic retraining", open=True):
+        with gr.Row():
+            embed = gr.Button("Compute embeddings of new photos")
+            auto = gr.Checkbox(value=auto_settings["enabled"], label="Retrain the photo model automatically")
+            every = gr.Number(value=auto_settings["every"], minimum=1, precision=0, label="every N new labels")
+            save_auto = gr.Button("Save")
+        embed_note = gr.Markdown()
+        auto_note = gr.Markdown()
+
     gr.Markdown("### Model versions")
     table = gr.DataFrame(headers=VERSION_COLUMNS, interactive=False, wrap=True)
     with gr.Row():
@@ -225,8 +303,8 @@ def build(ctx: UIContext) -> None:
     activation_note = gr.Markdown()
     history = gr.Plot(label="Learning history: accuracy of every version")
 
-    def on_start(mode, epochs, fraction, force, request: gr.Request):
-        return start_training(ctx, mode, epochs, fraction, force, request)
+    def on_start(mode, epochs, fraction, force, backbone, request: gr.Request):
+        return start_training(ctx, mode, epochs, fraction, force, request, backbone)
 
     def on_cancel(request: gr.Request):
         return cancel_training(ctx, request)
@@ -234,14 +312,25 @@ def build(ctx: UIContext) -> None:
     def on_activate(version, request: gr.Request):
         return activate_version(ctx, version, request)
 
+    def on_embed(backbone, request: gr.Request):
+        return start_embedding(ctx, backbone, request)
+
+    def on_auto(enabled, every, request: gr.Request):
+        return set_auto_retrain(ctx, enabled, every, request)
+
     def on_select(data: pd.DataFrame, event: gr.SelectData):
         return gr.Dropdown(value=data.iloc[event.index[0]]["version"])
 
-    start.click(on_start, [mode, epochs, fraction, force], summary, api_name="start_training")
+    def on_tick(seen_key):
+        return (*job_status(ctx, seen_key), embedding_status(ctx), auto_retrain_note(ctx))
+
+    mode.change(mode_defaults, mode, [epochs, fraction, backbone], api_name="mode_defaults")
+    start.click(on_start, [mode, epochs, fraction, force, backbone], summary, api_name="start_training")
     cancel.click(on_cancel, None, summary, api_name="cancel_training")
-    timer.tick(lambda seen_key: job_status(ctx, seen_key), seen,
-               [seen, summary, bar, curves, table, chosen, history], api_name="job_status",
-               concurrency_limit=None)
+    embed.click(on_embed, backbone, embed_note, api_name="start_embedding")
+    save_auto.click(on_auto, [auto, every], auto_note, api_name="set_auto_retrain")
+    timer.tick(on_tick, seen, [seen, summary, bar, curves, table, chosen, history, embed_note, auto_note],
+               api_name="job_status", concurrency_limit=None)
     refresh.click(lambda: refresh_versions(ctx), None, [table, chosen, history], api_name="versions")
     activate.click(on_activate, chosen, [activation_note, table, chosen, history], api_name="activate_version")
     table.select(on_select, table, chosen, api_visibility="private")
