@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=score)
 
     p = sub.add_parser("query", help="the items the model most wants labeled next",
-                       description="Rank the unlabeled pool (never holdout, never decided items).")
+                       description="Rank the unlabeled pool (never decided items) by the strategy; a random 10% "
+                                   "share comes from the unlabeled holdout until each class has 30 "
+                                   "labeled holdout items, so in-domain metrics have something to stand on.")
     p.add_argument("--strategy", choices=sorted(STRATEGIES), default="margin")
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--audit-fraction", type=float, default=0.1,
