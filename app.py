@@ -2,13 +2,15 @@
 
 A thin shell: it reads the options, starts the seed training when the home
 has no model yet, builds the page (activelearn.ui) and serves it on the
-local machine. All behaviour lives in the activelearn package.
+local machine. Stopping it (Ctrl-C or SIGTERM) cancels the jobs it started,
+such as the seed training. All behaviour lives in the activelearn package.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from activelearn import jobs, store
     from activelearn.ui import build_app, launch_app, start_seed_if_needed
     from activelearn.ui.auth import collect_users, roles_of
 
@@ -49,13 +52,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     paths = resolve_paths(args.home, args.fmnist_dir)
-    seed = start_seed_if_needed(paths)
-    if seed is not None:
-        print(f"no active model in {paths.models}: training the seed model (job {seed.id}); "
-              "the page shows its progress", flush=True)
-    app = build_app(paths, roles_of(users))
-    launch_app(app, paths, users, host=args.host, port=args.port)
+    # SIGTERM (a service manager, `kill`) must stop the app as Ctrl-C does, so the cleanup below runs
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        seed = start_seed_if_needed(paths)
+        if seed is not None:
+            print(f"no active model in {paths.models}: training the seed model (job {seed.id}); "
+                  "the page shows its progress", flush=True)
+        app = build_app(paths, roles_of(users))
+        launch_app(app, paths, users, host=args.host, port=args.port)
+    except KeyboardInterrupt:  # stopped before the server ran (Gradio handles it once serving)
+        pass
+    finally:
+        stopped = jobs.stop_children(store.open_db(paths.db))
+        if stopped:
+            print(f"cancelled job(s) {', '.join(map(str, stopped))} started by this app", flush=True)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Turn SIGTERM into KeyboardInterrupt: Gradio then closes the server and main() cleans up."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from activelearn.errors import ActiveLearnError
 from activelearn.jobs import Job
 
 SETTING = "auto_retrain"
+#: The last automatic job and the labels counted when it started: a failure waits N more labels.
+LAST_JOB = "auto_retrain_last_job"
 DEFAULTS = {"enabled": True, "every": 50}
 
 
@@ -68,11 +70,20 @@ def maybe_retrain(paths: Paths, db) -> Job | None:
     if new_labels < chosen["every"] or not store.has_embeddings(db, backbone):
         return None
     labeled = store.count_labeled(db, "pool")
-    last = next((j for j in jobs.list_jobs(db, limit=5) if j.params.get("trigger") == "auto"), None)
-    if last is not None and last.status == "failed" and labeled - last.params.get("labels", 0) < chosen["every"]:
+    last = store.get_setting(db, LAST_JOB)
+    if last is not None and labeled - last["labels"] < chosen["every"] and _failed(db, last["job"]):
         return None
     try:
-        return jobs.start_training(paths, {"mode": "photo", "backbone": backbone, "trigger": "auto",
-                                           "labels": labeled})
+        job = jobs.start_training(paths, {"mode": "photo", "backbone": backbone, "trigger": "auto",
+                                          "labels": labeled})
     except ActiveLearnError:  # another annotator's decision started it a moment ago
         return None
+    store.set_setting(db, LAST_JOB, {"job": job.id, "labels": labeled})
+    return job
+
+
+def _failed(db, job_id: int) -> bool:
+    try:
+        return jobs.get_job(db, job_id).status == "failed"
+    except ActiveLearnError:   # the row is gone
+        return False

@@ -11,10 +11,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import logging
 import os
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Mapping, Sequence
@@ -58,6 +60,7 @@ _CHUNK = 1 << 20
 # (path, size, mtime_ns) -> MD5 hex: re-verifying 30 MB on every load of the
 # same unchanged file within one process buys nothing.
 _md5_cache: dict[tuple[str, int, int], str] = {}
+_log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------- IDX
@@ -161,11 +164,10 @@ def _md5_of(path: Path) -> str:
     return _md5_cache[key]
 
 
-def _manual_fix(directory: Path) -> str:
-    return (f"Download the four Fashion-MNIST files ({', '.join(OFFICIAL_FILES)}) from "
-            "https://github.com/zalandoresearch/fashion-mnist and put them in "
-            f"{directory}, or point --fmnist-dir / ACTIVELEARN_FMNIST_DIR at a folder "
-            "that holds them.")
+def _manual_fix() -> str:
+    """The fix, after a message that names the folder and the missing files."""
+    return ("Put them there, or point --fmnist-dir / ACTIVELEARN_FMNIST_DIR at a folder that holds them "
+            "(from https://github.com/zalandoresearch/fashion-mnist).")
 
 
 def _download_once(url: str, target: Path, expected_md5: str, timeout: float,
@@ -200,8 +202,12 @@ def _download_once(url: str, target: Path, expected_md5: str, timeout: float,
 
 def _download(name: str, directory: Path, expected_md5: str, mirrors: Sequence[str],
               timeout: float, retries: int, progress: bool) -> None:
-    """Try each mirror up to `retries` times; raise naming every failed attempt."""
-    failures: list[str] = []
+    """Try each mirror up to `retries` times; raise one short line, logging every failed URL.
+
+    An offline user needs what is missing and where it goes, not a wall of
+    repeated URLs; the attempts stay in the log (the job's log file) for debugging.
+    """
+    reasons: dict[str, None] = {}   # distinct reasons, in order
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
         for attempt in range(1, retries + 1):
@@ -209,16 +215,22 @@ def _download(name: str, directory: Path, expected_md5: str, mirrors: Sequence[s
                 _download_once(url, directory / name, expected_md5, timeout, progress)
                 return
             except urllib.error.HTTPError as exc:
-                failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
+                reason = f"HTTP {exc.code} {exc.reason}"
+                _log.warning("Fashion-MNIST download failed: %s: %s", url, reason)
+                reasons[reason] = None
                 if 400 <= exc.code < 500:
                     break  # the mirror does not have it; asking again will not help
             except (OSError, http.client.HTTPException, ValueError, DatasetError) as exc:
-                reason = getattr(exc, "reason", None) or exc
-                failures.append(f"{url}: {reason}")
+                reason = str(getattr(exc, "reason", None) or exc)
+                _log.warning("Fashion-MNIST download failed: %s: %s", url, reason)
+                reasons[reason] = None
             if attempt < retries:
                 time.sleep(attempt)
-    raise DatasetError(f"Could not download {name} into {directory} "
-                       f"({'; '.join(failures) or 'no mirrors given'}). " + _manual_fix(directory))
+    missing = [n for n in OFFICIAL_FILES if not (directory / n).is_file()]
+    hosts = ", ".join(dict.fromkeys(urllib.parse.urlsplit(m).netloc for m in mirrors))
+    why = f"download from {hosts} failed: {'; '.join(reasons)}" if mirrors else "no download mirrors given"
+    raise DatasetError(f"Fashion-MNIST files missing from {directory}: {', '.join(missing)} ({why}). "
+                       + _manual_fix())
 
 
 def ensure_files(directory: str | os.PathLike, *, download: bool = True,
@@ -247,7 +259,7 @@ def ensure_files(directory: str | os.PathLike, *, download: bool = True,
                 "with the official file.")
     if missing and not download:
         raise DatasetError(f"Fashion-MNIST files missing from {directory}: "
-                           f"{', '.join(missing)}. " + _manual_fix(directory))
+                           f"{', '.join(missing)}. " + _manual_fix())
     if missing:
         directory.mkdir(parents=True, exist_ok=True)
     for name in missing:

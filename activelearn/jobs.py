@@ -10,6 +10,10 @@ marked failed by the next reader (`reap_stale`), and a silent worker is
 stopped so it cannot register a version later. A unique partial index lets
 only one job of each kind be queued or running at a time: a photo-model
 training may run while the backbone embeds new imports.
+
+Workers are children of the process that started them: the next reader of
+the table reaps finished ones (no zombies), and an app that shuts down
+cancels the jobs it started (`stop_children`) instead of leaving them running.
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ def _row_to_job(row: tuple) -> Job:
 
 
 def get_job(db: sqlite_utils.Database, job_id: int) -> Job:
+    reap_children()
     reap_stale(db)
     row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", [int(job_id)]).fetchone()
     if row is None:
@@ -104,12 +109,14 @@ def get_job(db: sqlite_utils.Database, job_id: int) -> Job:
 
 
 def list_jobs(db: sqlite_utils.Database, limit: int = 20) -> list[Job]:
+    reap_children()
     reap_stale(db)
     rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?", [limit]).fetchall()
     return [_row_to_job(r) for r in rows]
 
 
 def active_job(db: sqlite_utils.Database, kind: str = TRAIN) -> Job | None:
+    reap_children()
     reap_stale(db)
     row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status IN ('queued','running') AND kind = ? "
                      "ORDER BY id DESC LIMIT 1", [kind]).fetchone()
@@ -157,6 +164,60 @@ def _stop_worker(pid: int) -> None:
     child = _children.pop(pid, None)
     if child is not None:
         child.wait(timeout=10)
+
+
+def reap_children() -> None:
+    """Collect the exit status of finished workers this process started, so none lingers as a zombie.
+
+    A worker that finished writes its own row, so nothing else would ever wait for it;
+    every reader of the jobs table (the UI polls every few seconds) calls this.
+    """
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            _children.pop(pid, None)
+
+
+def stop_children(db: sqlite_utils.Database, grace_s: float = 5.0) -> list[int]:
+    """Cancel the jobs whose workers this process started and make sure the workers are gone; returns their ids.
+
+    For an app that shuts down: its workers would otherwise train on unwatched.
+    First the cancel flag (a clean stop at the next progress report), after
+    `grace_s` SIGTERM (the worker records 'cancelled' itself), after another
+    `grace_s` SIGKILL of the process group; a row still active is then marked
+    cancelled here, so none stays 'running' for a worker that no longer exists.
+    """
+    reap_children()
+    pids = list(_children)
+    if not pids:
+        return []
+    marks = ", ".join("?" * len(pids))
+    active = f"pid IN ({marks}) AND status IN ('queued','running')"
+    job_ids = [row[0] for row in db.execute(f"SELECT id FROM jobs WHERE {active}", pids).fetchall()]
+    db.execute(f"UPDATE jobs SET cancel_requested = 1 WHERE {active}", pids)
+    _wait_children(grace_s)
+    for pid in list(_children):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _wait_children(grace_s)
+    for pid in list(_children):
+        _stop_worker(pid)
+    db.execute(f"UPDATE jobs SET status = 'cancelled', phase = 'cancelled', finished_at = ?, "
+               f"message = 'stopped because the app shut down; the active model is unchanged' WHERE {active}",
+               [now(), *pids])
+    return job_ids
+
+
+def _wait_children(timeout_s: float) -> None:
+    """Wait until every child worker has exited or `timeout_s` has passed, reaping those that exit."""
+    deadline = time.monotonic() + timeout_s
+    for pid, child in list(_children.items()):
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            continue
+        _children.pop(pid, None)
 
 
 def _parse_ts(text: str) -> float:

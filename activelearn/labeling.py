@@ -117,18 +117,24 @@ def _share_of(n: int, share: float, rng: np.random.Generator) -> int:
 
 
 def _holdout_rows(db, scores: scoring.PoolScores, annotator: str, k: int, rng: np.random.Generator) -> list[int]:
-    """Score rows of k random unlabeled holdout items, from classes (as predicted) still short of the target."""
+    """Score rows of k random unlabeled holdout items, from classes (as predicted) still short of the target.
+
+    A class the active version does not know (added since) cannot be predicted: while one of those is
+    short, any unlabeled holdout item may be drawn.
+    """
     if k <= 0:
         return []
-    counts = np.bincount([c for _, c in store.labeled_holdout(db)], minlength=scores.probs.shape[1])
-    short = counts[:scores.probs.shape[1]] < HOLDOUT_TARGET
+    known = scores.probs.shape[1]
+    counts = np.bincount([c for _, c in store.labeled_holdout(db)], minlength=len(store.class_names(db)))
+    short = counts < HOLDOUT_TARGET
     if not short.any():
         return []
     candidates = np.array(store.unlabeled(db, "holdout"), np.int64)
     candidates = candidates[np.isin(candidates, scores.item_ids)]
     candidates = candidates[~np.isin(candidates, _leased_to_others(db, annotator))]
     rows = scores.rows(candidates)
-    rows = rows[short[scores.probs[rows].argmax(1)]]
+    if not short[known:].any():
+        rows = rows[short[:known][scores.probs[rows].argmax(1)]]
     return [int(r) for r in rng.choice(rows, min(k, len(rows)), replace=False)] if len(rows) else []
 
 
@@ -154,6 +160,8 @@ def _leased_to_others(db, annotator: str | None) -> np.ndarray:
 def grid_page(paths: Paths, *, annotator: str, class_id: int, n: int = 18) -> list[QueueEntry]:
     """Unlabeled items the model puts in one class, most confident first (the fast confirm path)."""
     scores = scoring.score_items(paths)
+    if class_id >= scores.probs.shape[1]:   # a class added after the active version: it predicts none
+        return []
     db = store.open_db(paths.db)
     names = store.class_names(db)
     mask = _eligible(db, scores, annotator) & (scores.probs.argmax(1) == class_id)

@@ -13,7 +13,7 @@ few dozen decisions. Two shapes, both Keras models saved as ``model.keras``:
   Keras with class-balanced weights; tried only where the selection part of the
   labeled holdout has enough items to choose between the two.
 
-A class without labels keeps a very low bias, so the head never predicts it.
+A class without labels keeps a very low bias, so the head practically never predicts it.
 A registered photo version stores only the head; its card names the backbone.
 """
 
@@ -35,7 +35,8 @@ layers = cnn.layers
 MIN_SELECTION = 20
 #: Gradient steps per reported "epoch" of hidden-head training.
 STEPS_PER_EPOCH = 50
-#: Logit offset that keeps a class without labels from ever being predicted.
+#: Logit offset below the lowest seen class's bias for a class without labels: it is practically never
+#: predicted (its kernel is zero, so only embeddings far outside the training data could get there).
 UNSEEN_CLASS_OFFSET = 20.0
 
 

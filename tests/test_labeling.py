@@ -89,3 +89,14 @@ def test_cold_start_picks_diverse_items_over_backbone_embeddings_until_a_photo_m
     batch = labeling.next_items(paths, annotator="ann", n=4, seed=0, audit_fraction=0.0, holdout_share=0.0)
     assert {e.strategy for e in batch} == {labeling.COLD_START}
     assert {ids.index(e.item_id) // 10 for e in batch} == {0, 1, 2, 3}
+
+
+def test_a_class_added_after_the_model_gets_holdout_items_and_an_empty_grid(seeded_home):
+    paths = seeded_home
+    add_items(paths, 50)
+    holdout = set(add_items(paths, 40, start=5000, split="holdout"))
+    db = store.open_db(paths.db)
+    new_class = store.add_class(db, "Hat").id                   # the active model has 10 outputs
+    assert labeling.grid_page(paths, annotator="ann", class_id=new_class) == []
+    served = {e.item_id for e in labeling.next_items(paths, annotator="ann", n=20, seed=3, holdout_share=0.5)}
+    assert len(served & holdout) == 10                           # drawn although no prediction is "Hat"

@@ -3,8 +3,9 @@
 `build_app` lays the page out; `launch_app` serves it (auth, the image
 folder Gradio may serve; the Label tab brings its own keyboard shortcuts); `start_seed_if_needed` starts
 the seed training on a home with no model, so a first launch shows progress
-instead of an error. Nothing here reaches the internet: fonts are Gradio's
-bundled ones, analytics are off and there is no share link.
+instead of an error (and a lead gets a Retry button when that training failed).
+Nothing here reaches the internet: fonts are Gradio's bundled ones, analytics
+are off and there is no share link.
 """
 
 from __future__ import annotations
@@ -54,6 +55,21 @@ def start_seed_if_needed(paths: Paths) -> Job | None:
         return jobs.active_job(db)
 
 
+def seed_retry_visible(ctx: UIContext, request: gr.Request | None) -> bool:
+    """Offer Retry to a lead while there is no model and no training: the seed job failed or was stopped."""
+    if ctx.role(request) != "lead" or registry.active_version(ctx.paths.models) is not None:
+        return False
+    return jobs.active_job(store.open_db(ctx.paths.db), jobs.TRAIN) is None
+
+
+def retry_seed(ctx: UIContext, request: gr.Request | None) -> tuple[str, dict]:
+    """Start the seed training again (e.g. after the Fashion-MNIST files were put in place); lead only."""
+    ctx.require(request, "train")
+    if start_seed_if_needed(ctx.paths) is None:
+        gr.Info("a model is active already: nothing to retry")
+    return header_html(ctx, request), gr.update(visible=seed_retry_visible(ctx, request))
+
+
 def job_line(job: Job | None, *, seeding: bool) -> str:
     """The job part of the header: a progress bar polled from the job row, or the last outcome."""
     if job is None:
@@ -71,7 +87,8 @@ def job_line(job: Job | None, *, seeding: bool) -> str:
                 f"<span id='al-job-percent'>{job.fraction_done:.0%}</span></span>")
     if job.status == "failed":
         message = job.message or ""
-        short = message if len(message) <= FAILURE_CHARS else message[:FAILURE_CHARS] + "… (hover for all)"
+        # the seed's failure is what to fix before anything works (e.g. where to put Fashion-MNIST): whole
+        short = message if seeding or len(message) <= FAILURE_CHARS else message[:FAILURE_CHARS] + "… (hover for all)"
         return (f"<span class='al-warn' title='{html.escape(message, quote=True)}'>"
                 f"job {job.id} failed: {html.escape(short)}</span>")
     return f"<span>last job {job.id}: {html.escape(job.status)} {html.escape(job.version or '')}</span>"
@@ -109,6 +126,7 @@ def build_app(paths: Paths, roles: dict[str, str]) -> gr.Blocks:
     store.open_db(paths.db)  # create or migrate before any tab reads it
     with gr.Blocks(title="activelearn") as demo:
         header = gr.HTML(elem_id="al-header")
+        retry = gr.Button("Retry the seed training", visible=False, size="sm", elem_id="al-retry-seed")
         with gr.Tabs():
             with gr.Tab("Label", id="label", elem_id="al-tab-label"):
                 label_tab.build(ctx, demo)
@@ -119,9 +137,18 @@ def build_app(paths: Paths, roles: dict[str, str]) -> gr.Blocks:
         def on_header(request: gr.Request):
             return header_html(ctx, request)
 
+        def on_retry_state(request: gr.Request):
+            return gr.update(visible=seed_retry_visible(ctx, request))
+
+        def on_retry(request: gr.Request):
+            return retry_seed(ctx, request)
+
         demo.load(on_header, None, header, api_name="header", show_progress="hidden")
-        gr.Timer(HEADER_POLL_S).tick(on_header, None, header, api_visibility="private",
-                                     show_progress="hidden")
+        timer = gr.Timer(HEADER_POLL_S)
+        timer.tick(on_header, None, header, api_visibility="private", show_progress="hidden")
+        for event in (demo.load, timer.tick):
+            event(on_retry_state, None, retry, api_visibility="private", show_progress="hidden")
+        retry.click(on_retry, None, [header, retry], api_name="retry_seed")
     return demo
 
 
