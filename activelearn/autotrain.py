@@ -64,10 +64,11 @@ def maybe_retrain(paths: Paths, db) -> Job | None:
     persistent problem (no weights, one class only) costs one job, not one per decision.
     """
     chosen = settings(db)
-    if not chosen["enabled"] or jobs.active_job(db, jobs.TRAIN) is not None:
+    if not chosen["enabled"]:
         return None
-    new_labels, backbone = labels_since_photo_model(paths, db)
-    if new_labels < chosen["every"] or not store.has_embeddings(db, backbone):
+    new_labels, backbone = labels_since_photo_model(paths, db)   # cheap checks first: this runs per decision
+    if new_labels < chosen["every"] or not store.has_embeddings(db, backbone) \
+            or jobs.active_job(db, jobs.TRAIN) is not None:
         return None
     labeled = store.count_labeled(db, "pool")
     last = store.get_setting(db, LAST_JOB)

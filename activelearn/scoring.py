@@ -71,7 +71,11 @@ def get_model(paths: Paths, version: str):
     """Load a version once per process (loading costs ~1 s, a forward pass milliseconds)."""
     key = (paths.models.resolve(), version)
     with _lock:
-        model = _models.get(key) or registry.load_model(paths.models, version)
+        model = _models.get(key)
+    if model is None:  # load outside the lock: scoring from the cache goes on meanwhile
+        model = registry.load_model(paths.models, version)
+    with _lock:
+        model = _models.get(key) or model   # another thread may have loaded it meanwhile
         _remember(_models, key, model)
         return model
 
