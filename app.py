@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from activelearn import jobs, store
+    from activelearn import jobs, registry, store
     from activelearn.ui import build_app, launch_app, start_seed_if_needed
     from activelearn.ui.auth import collect_users, roles_of
 
@@ -52,6 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     paths = resolve_paths(args.home, args.fmnist_dir)
+    try:  # what a killed previous server left: its sessions' leases (items hidden 300 s), staging folders
+        store.release_all_leases(store.open_db(paths.db))
+        registry.sweep_staging(paths.models)
+    except ActiveLearnError as exc:   # not a labels.db, a newer schema, read-only: one sentence
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     # SIGTERM (a service manager, `kill`) must stop the app as Ctrl-C does, so the cleanup below runs
     signal.signal(signal.SIGTERM, _interrupt)
     try:

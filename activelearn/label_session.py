@@ -3,22 +3,24 @@
 UI-free, so the Label tab stays a thin shell and tests can drive the queue
 without Gradio. A `LabelSession` holds entries leased to its annotator by
 `labeling.next_items`, shows them one at a time and refills when few remain;
-it drops entries scored by a model that is no longer active, or whose lease is
-about to run out (someone else may get them next), and it puts items back on
-screen for undo and after a grid page.
+it drops entries scored by a model that is no longer active (entries served
+before any model existed leave once one is active), or whose lease is about to
+run out (someone else may get them next), and it puts items back on screen for
+undo and after a grid page.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from activelearn import labeling, registry
+from activelearn import labeling, store
 from activelearn.config import Paths
-from activelearn.labeling import QueueEntry
+from activelearn.labeling import QueueEntry, Workspace
 
 FETCH = 12            # entries leased per refill
 REFILL_BELOW = 4      # refill when fewer prefetched entries remain
@@ -45,19 +47,22 @@ class LabelSession:
         """The item on screen and the prefetched ones: everything this tab holds a lease on."""
         return ([self.current] if self.current else []) + list(self.queue)
 
-    def advance(self, paths: Paths, annotator: str) -> None:
-        """Put the next usable prefetched entry on screen, refilling the queue when it runs low."""
-        active = registry.active_version(paths.models)
+    def advance(self, source: Paths | Workspace, annotator: str) -> None:
+        """Put the next usable prefetched entry on screen, refilling the queue when it runs low.
+
+        Without an active model the refill is the random queue, so labeling starts at once.
+        """
+        ws = labeling.as_workspace(source)
         now = time.monotonic()
-        self.queue = deque(e for e in self.queue if e.model_version == active
+        self.queue = deque(e for e in self.queue if e.model_version == ws.version
                            and now - self.fetched_at.get(e.item_id, now) < STALE_AFTER_S)
-        if len(self.queue) < REFILL_BELOW and active is not None:
-            self._refill(paths, annotator)
+        if len(self.queue) < REFILL_BELOW:
+            self._refill(ws, annotator)
         self.take_next()
 
-    def _refill(self, paths: Paths, annotator: str) -> None:
+    def _refill(self, ws: Workspace, annotator: str) -> None:
         held = {e.item_id for e in self.held()}
-        fresh = labeling.next_items(paths, annotator=annotator, n=FETCH, strategy=self.strategy,
+        fresh = labeling.next_items(ws, annotator=annotator, n=FETCH, strategy=self.strategy,
                                     class_filter=self.class_filter)
         self._enqueue(e for e in fresh if e.item_id not in held)
 
@@ -91,8 +96,13 @@ class LabelSession:
         self.current = None
 
     def bring_back(self, db, annotator: str, entry: QueueEntry) -> None:
-        """Undo: show `entry` again, leased anew; the item that was on screen comes right after it."""
-        entry = replace(entry, strategy="undo")
+        """Undo: show `entry` again, leased anew; the item that was on screen comes right after it.
+
+        It is a new serving (its own serve id, the item's label as it now stands), so deciding
+        it again records a new event instead of returning the undone one.
+        """
+        entry = replace(entry, strategy="undo", serve_id=uuid.uuid4().hex,
+                        served_event_id=store.current_event(db, entry.item_id))
         if self.current is not None and self.current.item_id != entry.item_id:
             self.queue.appendleft(self.current)
         self.queue = deque(e for e in self.queue if e.item_id != entry.item_id)

@@ -4,6 +4,9 @@ A version folder appears all at once: it is written under a temporary name,
 checked by loading it back, then renamed. The ACTIVE pointer is replaced
 atomically and only after the model it names has loaded, so a missing or
 corrupt model can never become (or silently stay reachable as) the active one.
+A process killed half-way leaves its staging folder (`.tmp-<pid>-<hex>`);
+`sweep_staging` removes those whose writer is gone, at app start and before
+each registration.
 
 Reading cards and versions needs no TensorFlow; loading a model does.
 """
@@ -14,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +34,10 @@ MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
 ACTIVE_FILE = "ACTIVE"
 _VERSION = re.compile(r"^v(\d+)$")
+STAGING_PREFIX = ".tmp-"
+#: Staging debris whose writer cannot be told (older names, a reused pid) is swept after this long;
+#: writing a version takes seconds.
+STALE_STAGING_S = 3600.0
 
 
 def list_versions(models_dir: Path) -> list[str]:
@@ -90,7 +98,8 @@ def register(models_dir: Path, model: keras.Model, card: dict[str, Any], *,
              activate_now: bool = False) -> str:
     """Save model + card as the next version; returns its name (v1, v2, ...)."""
     models_dir.mkdir(parents=True, exist_ok=True)
-    staging = models_dir / f".tmp-{uuid.uuid4().hex}"
+    sweep_staging(models_dir)
+    staging = models_dir / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
         model.save(staging / MODEL_FILE)
@@ -112,6 +121,54 @@ def register(models_dir: Path, model: keras.Model, card: dict[str, Any], *,
     if activate_now:
         activate(models_dir, version)
     return version
+
+
+def sweep_staging(models_dir: Path, *, stale_after_s: float = STALE_STAGING_S) -> list[str]:
+    """Remove staging folders (and ACTIVE temp files) left by killed writers; returns their names.
+
+    One whose writer process is gone goes at once; one whose writer cannot be told, or that
+    is older than `stale_after_s`, goes by age. A live writer's folder is left alone.
+    """
+    if not models_dir.is_dir():
+        return []
+    removed = []
+    for path in models_dir.iterdir():
+        if not (path.name.startswith(STAGING_PREFIX) or path.name.startswith(f".{ACTIVE_FILE}.")):
+            continue
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:   # its writer finished a moment ago
+            continue
+        pid = _staging_pid(path.name)
+        if age < stale_after_s and (pid is None or _alive(pid)):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed
+
+
+def _staging_pid(name: str) -> int | None:
+    """The writer's pid in `.tmp-<pid>-<hex>` (None for other names)."""
+    match = re.match(rf"^{re.escape(STAGING_PREFIX)}(\d+)-[0-9a-f]+$", name)
+    return int(match.group(1)) if match else None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # someone else's live process
+        return True
+    try:  # a killed writer not yet reaped (a zombie) answers kill(0) but writes nothing more
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def activate(models_dir: Path, version: str) -> None:

@@ -162,6 +162,14 @@ class SimulationResult:
         }
 
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SimulationResult":
+        """A result written by `to_json` (without the queried rows), to combine runs made one strategy at a time."""
+        return cls(strategy=data["strategy"], config=SimulationConfig(**data["settings"]),
+                   pool_size=data["pool_size"], test_size=data["test_size"], curve=data["curve"],
+                   wall_time_s=data["wall_time_s"], model_parameters=data["model_parameters"])
+
+
 def _round_or_none(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
@@ -249,8 +257,9 @@ def _train(model: Any, images: np.ndarray, labels: np.ndarray, epochs: int,
     keras.utils.set_random_seed(seed)
     steps = epochs * math.ceil(len(images) / config.batch_size)
     cnn.compile_model(model, learning_rate=config.learning_rate, decay_steps=steps)
-    model.fit(images.astype(np.float32), keras.utils.to_categorical(labels, num_classes),
-              epochs=epochs, batch_size=config.batch_size, shuffle=True, verbose=0)
+    data = cnn.training_dataset(images, keras.utils.to_categorical(labels, num_classes),
+                                batch_size=config.batch_size, seed=seed, augment=not cnn.has_augmentation(model))
+    model.fit(data, epochs=epochs, shuffle=False, verbose=0)   # the dataset shuffles
 
 
 def fmnist_pool(data: FashionMNIST, *, pool_size: int | None = None, test_size: int | None = None,

@@ -1,25 +1,31 @@
 """labels.db: items, classes, append-only label events, jobs and leases.
 
 Every human decision is an *event*; nothing is updated in place. An item's
-current label is derived: the newest event that no `undo` event has reverted.
-Triggers make the events table append-only at the SQL level, so no code path
-(ours or a user's sqlite shell) can rewrite history by accident.
+current label is the newest event that no `undo` event has reverted; the
+`item_state` table holds it, kept by triggers in the same transaction as each
+event (undo included), so reading it costs the same at 1,000 or 1,000,000
+events. Triggers also make the events table append-only at the SQL level, so
+no code path (ours or a user's sqlite shell) can rewrite history by accident.
 
 Connections are cheap and per caller (Gradio runs handlers in worker threads,
 and a sqlite3 connection belongs to its thread): call `open_db` per request.
-WAL mode plus a busy timeout lets several processes write at the same moment.
+WAL mode plus a busy timeout lets several processes write at the same moment;
+opening takes the write lock only when a migration is due, and busy, read-only
+or foreign files surface as one-sentence `StoreError`s, never raw sqlite errors.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +35,15 @@ import sqlite_utils
 from activelearn import FMNIST_CLASSES
 from activelearn.errors import StoreError
 
-SCHEMA_VERSION = 2
-BUSY_TIMEOUT_MS = 30_000
+SCHEMA_VERSION = 3
+#: How long a write waits for another process's write lock before StoreBusy (tests shorten it).
+BUSY_TIMEOUT_MS = int(os.environ.get("ACTIVELEARN_BUSY_TIMEOUT_MS", "30000"))
+#: Rows per transaction of a bulk write (label --csv): short enough that annotators' decisions interleave.
+BULK_CHUNK = 500
+#: Pause between a bulk write's chunks: waiting writers poll the lock every few ms, so they get in.
+BULK_PAUSE_S = 0.01
+#: `record_decision(served_event_id=UNCHECKED)`: do not check what happened to the item since it was served.
+UNCHECKED = -1
 
 #: Decisions an annotator can record; "undo" reverts the newest effective one.
 DECISIONS = ("confirm", "correct", "skip", "reject")
@@ -150,10 +163,92 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX IF NOT EXISTS label_issues_item ON label_issues(item_id);
     """,
+    3: """
+    -- the current label of each decided item, kept by the triggers below in the event's transaction
+    DROP VIEW item_state;
+    CREATE TABLE item_state (
+        item_id INTEGER PRIMARY KEY REFERENCES items(id),
+        split TEXT NOT NULL,               -- a copy of items.split, so counts need no join
+        action TEXT NOT NULL,
+        class_id INTEGER,
+        annotator TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        event_id INTEGER NOT NULL REFERENCES labels(id)
+    );
+    INSERT INTO item_state (item_id, split, action, class_id, annotator, created_at, event_id)
+        SELECT e.item_id, i.split, e.action, e.class_id, e.annotator, e.created_at, e.id
+        FROM labels e JOIN items i ON i.id = e.item_id
+        WHERE e.id IN (SELECT MAX(l.id) FROM labels l
+                       WHERE l.action != 'undo' AND NOT EXISTS (SELECT 1 FROM labels u WHERE u.undoes = l.id)
+                       GROUP BY l.item_id);
+    -- the complement: items with no current label, so the queue reads only those (not every item)
+    CREATE TABLE undecided_items (
+        item_id INTEGER PRIMARY KEY REFERENCES items(id),
+        split TEXT NOT NULL
+    );
+    INSERT INTO undecided_items (item_id, split)
+        SELECT id, split FROM items WHERE id NOT IN (SELECT item_id FROM item_state);
+    CREATE INDEX undecided_split ON undecided_items(split, item_id);
+    CREATE INDEX item_state_counts ON item_state(split, action, class_id);
+    CREATE INDEX item_state_class ON item_state(class_id, item_id);
+    CREATE INDEX item_state_annotator ON item_state(annotator, item_id);
+    CREATE TRIGGER labels_state_decision AFTER INSERT ON labels WHEN NEW.action != 'undo'
+    BEGIN
+        INSERT OR REPLACE INTO item_state (item_id, split, action, class_id, annotator, created_at, event_id)
+            SELECT NEW.item_id, split, NEW.action, NEW.class_id, NEW.annotator, NEW.created_at, NEW.id
+            FROM items WHERE id = NEW.item_id;
+        DELETE FROM undecided_items WHERE item_id = NEW.item_id;
+    END;
+    CREATE TRIGGER labels_state_undo AFTER INSERT ON labels WHEN NEW.action = 'undo'
+    BEGIN
+        DELETE FROM item_state WHERE item_id = NEW.item_id;
+        INSERT INTO item_state (item_id, split, action, class_id, annotator, created_at, event_id)
+            SELECT e.item_id, i.split, e.action, e.class_id, e.annotator, e.created_at, e.id
+            FROM labels e JOIN items i ON i.id = e.item_id
+            WHERE e.item_id = NEW.item_id AND e.action != 'undo'
+              AND NOT EXISTS (SELECT 1 FROM labels u WHERE u.undoes = e.id)
+            ORDER BY e.id DESC LIMIT 1;
+        INSERT OR IGNORE INTO undecided_items (item_id, split)
+            SELECT id, split FROM items
+            WHERE id = NEW.item_id AND NOT EXISTS (SELECT 1 FROM item_state WHERE item_id = NEW.item_id);
+    END;
+    CREATE TRIGGER items_undecided AFTER INSERT ON items
+    BEGIN
+        INSERT INTO undecided_items (item_id, split) VALUES (NEW.id, NEW.split);
+    END;
+    CREATE TRIGGER items_split_state AFTER UPDATE OF split ON items
+    BEGIN
+        UPDATE item_state SET split = NEW.split WHERE item_id = NEW.id;
+        UPDATE undecided_items SET split = NEW.split WHERE item_id = NEW.id;
+    END;
+    -- one stored decision per request id: a retried request returns the event it stored
+    ALTER TABLE labels ADD COLUMN request_id TEXT;
+    CREATE UNIQUE INDEX labels_request ON labels(request_id) WHERE request_id IS NOT NULL;
+    CREATE INDEX labels_created ON labels(created_at);
+    CREATE INDEX items_near_dup ON items(near_dup_of) WHERE near_dup_of IS NOT NULL;
+    -- counts embedded items of a backbone without reading their vectors
+    CREATE INDEX embeddings_backbone ON embeddings(backbone);
+    """,
 }
 
 _migrated: set[Path] = set()
 _migrate_lock = threading.Lock()
+
+#: Tables that tell the schema version of a database whose user_version was lost
+#: (restored from `sqlite3 .dump`, which does not carry it): version -> tables it added.
+_VERSION_TABLES = {1: {"classes", "items", "labels", "jobs", "leases"}, 2: {"embeddings", "settings"}}
+
+
+class StoreBusy(StoreError):
+    """Another process holds labels.db's write lock for longer than the busy timeout."""
+
+
+class StoreReadOnly(StoreError):
+    """labels.db (or its folder) cannot be written."""
+
+
+class DecisionConflict(StoreError):
+    """A decision on an item leased to, or decided since it was served by, another annotator."""
 
 
 def now() -> str:
@@ -161,11 +256,60 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _translated(exc: sqlite3.DatabaseError, path: str) -> StoreError | None:
+    """One sentence for the sqlite errors a user can act on; None for programming errors."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return StoreBusy(f"labels.db is busy: another process has held its write lock for over "
+                         f"{BUSY_TIMEOUT_MS / 1000:g} s, so nothing was recorded; try again in a moment")
+    if "readonly" in text or "read-only" in text:
+        return StoreReadOnly(f"{path} is read-only, so nothing was recorded: make the file and its "
+                             "folder writable (labels.db needs to write its -wal and -shm files beside it)")
+    if "not a database" in text:
+        return StoreError(f"{path} is not an SQLite database, so not an activelearn labels.db: "
+                          "move it aside or choose another --home")
+    if "unable to open database file" in text:
+        if Path(path).is_file():   # there, but its -wal/-shm files cannot be created beside it
+            return StoreReadOnly(f"{path} is read-only, so nothing was recorded: make the file and its folder "
+                                 "writable (labels.db needs to write its -wal and -shm files beside it)")
+        return StoreError(f"cannot open {path}: check that its folder exists and is readable and writable")
+    if "malformed" in text or "disk i/o error" in text:
+        return StoreError(f"{path} is damaged ({exc}): restore it from a backup")
+    return None
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose busy, read-only and not-a-database errors are one-sentence StoreErrors."""
+
+    path = ""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise (_translated(exc, self.path) or exc) from exc
+
+    def executemany(self, sql: str, parameters: Iterable, /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise (_translated(exc, self.path) or exc) from exc
+
+
 def open_db(path: str | Path) -> sqlite_utils.Database:
-    """Open (and create or migrate) labels.db with WAL, foreign keys and a busy timeout."""
+    """Open (and create or migrate) labels.db with WAL, foreign keys and a busy timeout.
+
+    Only a database that needs a migration (or is new) is write-locked here, so a
+    read-only command never waits behind a long writer.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, factory=_Connection)
+    conn.path = str(path)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     db = sqlite_utils.Database(conn)
@@ -173,10 +317,58 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     if key not in _migrated:
         with _migrate_lock:
             if key not in _migrated:
-                conn.execute("PRAGMA journal_mode = WAL")
-                migrate(db)
+                _prepare(db)
                 _migrated.add(key)
     return db
+
+
+def _prepare(db: sqlite_utils.Database) -> None:
+    """Refuse foreign or newer files, stamp a dump-restored database, migrate when due, switch to WAL."""
+    version = schema_version(db)          # also the first read: a non-database file fails here
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"labels.db has schema version {version}, newer than this "
+                         f"activelearn ({SCHEMA_VERSION}); upgrade activelearn")
+    if version == 0 and _user_tables(db):
+        _stamp_restored(db)
+    if schema_version(db) < SCHEMA_VERSION:
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode = WAL")
+        migrate(db)
+    elif db.execute("PRAGMA journal_mode").fetchone()[0] not in ("wal", "memory"):
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+        except StoreReadOnly:   # a read-only copy still reads in its own journal mode
+            pass
+
+
+def _user_tables(db: sqlite_utils.Database) -> set[str]:
+    return {row[0] for row in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchall()}
+
+
+def detect_version(db: sqlite_utils.Database) -> int:
+    """The schema version a database's tables show, whatever its user_version says.
+
+    A `sqlite3 .dump` restore keeps tables, views and triggers but not user_version.
+    """
+    tables = _user_tables(db)
+    if not tables:
+        return 0
+    if not _VERSION_TABLES[1] <= tables:
+        missing = ", ".join(sorted(_VERSION_TABLES[1] - tables))
+        raise StoreError(f"{db.conn.path} holds tables that are not an activelearn labels.db "
+                         f"(no {missing}): move it aside or choose another --home")
+    if not _VERSION_TABLES[2] <= tables:
+        return 1
+    labels_columns = {row[1] for row in db.execute("PRAGMA table_info(labels)").fetchall()}
+    return 3 if {"item_state", "undecided_items"} <= tables and "request_id" in labels_columns else 2
+
+
+def _stamp_restored(db: sqlite_utils.Database) -> None:
+    """Set user_version from the tables of a database that lost it; later migrations then apply."""
+    with transaction(db):
+        if schema_version(db) == 0:
+            db.execute(f"PRAGMA user_version = {detect_version(db)}")
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
@@ -184,12 +376,15 @@ def schema_version(db: sqlite_utils.Database) -> int:
 
 
 def migrate(db: sqlite_utils.Database) -> int:
-    """Apply forward migrations in order; each runs in one transaction."""
+    """Apply forward migrations in order; each runs in one transaction (none is due: no lock taken)."""
+    version = schema_version(db)
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"labels.db has schema version {version}, newer than this "
+                         f"activelearn ({SCHEMA_VERSION}); upgrade activelearn")
+    if version == SCHEMA_VERSION:
+        return SCHEMA_VERSION
     with transaction(db):
-        version = schema_version(db)
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"labels.db has schema version {version}, newer than this "
-                             f"activelearn ({SCHEMA_VERSION}); upgrade activelearn")
+        version = schema_version(db)       # another process may have migrated meanwhile
         for target in range(version + 1, SCHEMA_VERSION + 1):
             for statement in _split_sql(_MIGRATIONS[target]):
                 db.execute(statement)
@@ -216,14 +411,38 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
+def _begin_immediate(db: sqlite_utils.Database) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock by polling every few milliseconds.
+
+    sqlite's own busy handler sleeps up to 100 ms between tries, so a waiting annotator
+    would miss the short gaps a bulk writer leaves between its chunks; polling catches them.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.001
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except StoreBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
 @contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front so read-then-write is safe."""
-    db.execute("BEGIN IMMEDIATE")
+    _begin_immediate(db)
     try:
         yield db
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.conn.in_transaction:    # sqlite may have rolled back already (busy, I/O errors)
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
@@ -342,6 +561,14 @@ def item_pixels(db: sqlite_utils.Database, item_ids: Iterable[int]) -> np.ndarra
     return np.frombuffer(b"".join(blobs[i] for i in ids), np.uint8).reshape(len(ids), 28, 28)
 
 
+def missing_items(db: sqlite_utils.Database, item_ids: Iterable[int]) -> list[int]:
+    """The given ids that name no item, ascending (to refuse a bulk write before it starts)."""
+    ids = sorted({int(i) for i in item_ids})
+    return [row[0] for row in db.execute(
+        "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT id FROM items) ORDER BY value",
+        [json.dumps(ids)])]
+
+
 def get_item(db: sqlite_utils.Database, item_id: int) -> dict:
     row = db.execute("SELECT * FROM items WHERE id = ?", [int(item_id)]).fetchone()
     if row is None:
@@ -365,11 +592,21 @@ class LabelEvent:
     class_id: int | None
 
 
+def _stored_request(db: sqlite_utils.Database, request_id: str) -> LabelEvent | None:
+    row = db.execute("SELECT id, item_id, action, class_id FROM labels WHERE request_id = ?",
+                     [request_id]).fetchone()
+    return LabelEvent(*row) if row else None
+
+
 def record_label(db: sqlite_utils.Database, item_id: int, action: str, *,
                  class_id: int | None = None, annotator: str,
                  model_version: str | None = None, predicted_class_id: int | None = None,
-                 confidence: float | None = None) -> LabelEvent:
-    """Append one decision (confirm / correct / skip / reject) for an item."""
+                 confidence: float | None = None, request_id: str | None = None) -> LabelEvent:
+    """Append one decision (confirm / correct / skip / reject) for an item.
+
+    With a `request_id` the decision is stored once: a retry with the same id returns
+    the event the first attempt stored (the client may have missed the answer).
+    """
     if action not in DECISIONS:
         raise StoreError(f"unknown action {action!r}; use one of {', '.join(DECISIONS)} (or undo)")
     if action in ("confirm", "correct") and class_id is None:
@@ -378,29 +615,103 @@ def record_label(db: sqlite_utils.Database, item_id: int, action: str, *,
         class_id = None
     if not annotator:
         raise StoreError("every label event needs an annotator")
+    if request_id is not None and (stored := _stored_request(db, request_id)) is not None:
+        return stored
     try:
         cursor = db.execute(
             "INSERT INTO labels (item_id, class_id, action, annotator, model_version, "
-            "predicted_class_id, confidence, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "predicted_class_id, confidence, created_at, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [int(item_id), class_id, action, annotator, model_version, predicted_class_id,
-             None if confidence is None else float(confidence), now()])
+             None if confidence is None else float(confidence), now(), request_id])
     except sqlite3.IntegrityError as exc:
         raise StoreError(f"cannot label item {item_id}: unknown item or class ({exc})") from exc
     return LabelEvent(int(cursor.lastrowid), int(item_id), action, class_id)
 
 
+def record_decision(db: sqlite_utils.Database, item_id: int, action: str, *, annotator: str,
+                    class_id: int | None = None, model_version: str | None = None,
+                    predicted_class_id: int | None = None, confidence: float | None = None,
+                    request_id: str | None = None, served_event_id: int | None = UNCHECKED) -> LabelEvent:
+    """An annotator's decision, in one short transaction: checked, stored once, lease released.
+
+    Refused (DecisionConflict, nothing stored) when the item is leased to another annotator,
+    or when `served_event_id` (the item's current event when it was served to this annotator,
+    None = it was undecided) is given and another annotator has decided the item since: the
+    later decision must not silently overwrite a colleague's. A retried request id returns
+    the stored event before any check.
+    """
+    with transaction(db):
+        if request_id is not None and (stored := _stored_request(db, request_id)) is not None:
+            return stored
+        lease = db.execute("SELECT annotator, expires_at FROM leases WHERE item_id = ?", [int(item_id)]).fetchone()
+        if lease is not None and lease[0] != annotator and lease[1] > time.time():
+            raise DecisionConflict(f"item #{item_id} is being labeled by {lease[0]}, so your {action} "
+                                   "was not recorded")
+        if served_event_id != UNCHECKED:
+            current = db.execute("SELECT event_id, annotator FROM item_state WHERE item_id = ?",
+                                 [int(item_id)]).fetchone()
+            if (current[0] if current else None) != served_event_id and current and current[1] != annotator:
+                raise DecisionConflict(f"item #{item_id} was decided by {current[1]} after it was shown "
+                                       f"to you, so your {action} was not recorded")
+        event = record_label(db, item_id, action, class_id=class_id, annotator=annotator,
+                             model_version=model_version, predicted_class_id=predicted_class_id,
+                             confidence=confidence, request_id=request_id)
+        db.execute("DELETE FROM leases WHERE item_id = ?", [int(item_id)])
+    return event
+
+
+def record_labels_in_chunks(db: sqlite_utils.Database, rows: Sequence[tuple[int, int | None]], action: str, *,
+                            annotator: str, request_prefix: str | None = None,
+                            chunk: int | None = None) -> tuple[int, int]:
+    """Bulk decisions (item id, class id) in transactions of `chunk` rows, so interactive writes interleave.
+
+    Items leased to someone else are refused before anything is written. With a
+    `request_prefix`, row k gets request id f"{prefix}:{k}": running the same batch again
+    (after a crash half-way) stores only the rows still missing. Returns (stored, already stored).
+    """
+    chunk = chunk or BULK_CHUNK
+    leased = leased_to_others(db, annotator, [item for item, _ in rows])
+    if len(leased):
+        holders = db.execute(
+            "SELECT item_id, annotator FROM leases WHERE item_id IN (SELECT value FROM json_each(?)) "
+            "ORDER BY item_id LIMIT 3", [json.dumps(leased.tolist())]).fetchall()
+        named = ", ".join(f"#{item} ({who})" for item, who in holders)
+        raise DecisionConflict(f"{len(leased)} item(s) are being labeled by others right now ({named}"
+                               f"{', ...' if len(leased) > 3 else ''}), so nothing was recorded: "
+                               "try again later or leave them out")
+    stored = repeated = 0
+    for start in range(0, len(rows), chunk):
+        with transaction(db):
+            for k, (item, class_id) in enumerate(rows[start:start + chunk], start=start):
+                request = None if request_prefix is None else f"{request_prefix}:{k}"
+                before = _stored_request(db, request) if request else None
+                record_label(db, item, action, class_id=class_id, annotator=annotator, request_id=request)
+                if before is None:
+                    stored += 1
+                else:
+                    repeated += 1
+            db.conn.executemany("DELETE FROM leases WHERE item_id = ?",
+                                [(item,) for item, _ in rows[start:start + chunk]])
+        time.sleep(BULK_PAUSE_S)   # a gap in which waiting writers take the lock
+    return stored, repeated
+
+
+def _newest_effective(db: sqlite_utils.Database, column: str, value: Any) -> tuple | None:
+    return db.execute(
+        f"SELECT id, item_id, action, class_id FROM labels e WHERE {column} = ? AND action != 'undo' "
+        "AND NOT EXISTS (SELECT 1 FROM labels u WHERE u.undoes = e.id) ORDER BY id DESC LIMIT 1",
+        [value]).fetchone()
+
+
 def undo(db: sqlite_utils.Database, *, annotator: str, item_id: int | None = None) -> LabelEvent | None:
     """Revert the newest effective decision (of this item, or else of this annotator).
 
-    Returns the reverted event, or None when there is nothing to undo.
+    Returns the reverted event, or None when there is nothing to undo. The item's current
+    label (item_state) falls back to its previous effective decision in the same transaction.
     """
     with transaction(db):
-        if item_id is not None:
-            row = db.execute("SELECT id, item_id, action, class_id FROM effective_events "
-                             "WHERE item_id = ? ORDER BY id DESC LIMIT 1", [int(item_id)]).fetchone()
-        else:
-            row = db.execute("SELECT id, item_id, action, class_id FROM effective_events "
-                             "WHERE annotator = ? ORDER BY id DESC LIMIT 1", [annotator]).fetchone()
+        row = (_newest_effective(db, "item_id", int(item_id)) if item_id is not None
+               else _newest_effective(db, "annotator", annotator))
         if row is None:
             return None
         db.execute("INSERT INTO labels (item_id, action, annotator, undoes, created_at) "
@@ -408,12 +719,17 @@ def undo(db: sqlite_utils.Database, *, annotator: str, item_id: int | None = Non
     return LabelEvent(*row)
 
 
+def current_event(db: sqlite_utils.Database, item_id: int) -> int | None:
+    """The id of the event that is the item's current label (None: undecided)."""
+    row = db.execute("SELECT event_id FROM item_state WHERE item_id = ?", [int(item_id)]).fetchone()
+    return row[0] if row else None
+
+
 def label_state(db: sqlite_utils.Database, split: str | None = None) -> dict[int, tuple[str, int | None]]:
     """item id -> (current action, class id) for every item with an effective decision."""
-    sql = "SELECT s.item_id, s.action, s.class_id FROM item_state s"
-    params: list = []
+    sql, params = "SELECT item_id, action, class_id FROM item_state", []
     if split is not None:
-        sql += " JOIN items i ON i.id = s.item_id WHERE i.split = ?"
+        sql += " WHERE split = ?"
         params.append(split)
     return {item: (action, cls) for item, action, cls in db.execute(sql, params).fetchall()}
 
@@ -431,15 +747,40 @@ def unlabeled_pool(db: sqlite_utils.Database) -> list[int]:
 
 def unlabeled(db: sqlite_utils.Database, split: str) -> list[int]:
     """Items of a split with no effective decision, by id."""
-    return [row[0] for row in db.execute(
-        "SELECT id FROM items WHERE split = ? AND id NOT IN (SELECT item_id FROM item_state) "
-        "ORDER BY id", [split]).fetchall()]
+    return unlabeled_ids(db, split).tolist()
+
+
+def unlabeled_ids(db: sqlite_utils.Database, split: str) -> np.ndarray:
+    """Items of a split with no effective decision, ascending, as an int64 array (the queue's input).
+
+    Read from `undecided_items` (kept by triggers), so the cost follows the items left, not all items.
+    """
+    cursor = db.execute("SELECT item_id FROM undecided_items WHERE split = ? ORDER BY item_id", [split])
+    return np.fromiter((row[0] for row in cursor), np.int64)
+
+
+def items_signature(db: sqlite_utils.Database, backbone: str | None = None) -> tuple[int, int]:
+    """What a model scores, in two numbers: all items (never deleted, so the largest id says it), or
+    (count, largest id) of those `backbone` embedded.
+
+    Cheap (index reads): a cached score table is still complete while the signature is unchanged.
+    """
+    if backbone is None:
+        return (0, db.execute("SELECT COALESCE(MAX(id), 0) FROM items").fetchone()[0])
+    return tuple(db.execute("SELECT COUNT(*), COALESCE(MAX(item_id), 0) FROM embeddings WHERE backbone = ?",
+                            [backbone]).fetchone())
 
 
 def count_labeled(db: sqlite_utils.Database, split: str) -> int:
     """Items of a split whose current decision is confirm/correct."""
-    return db.execute("SELECT COUNT(*) FROM item_state s JOIN items i ON i.id = s.item_id "
-                      "WHERE i.split = ? AND s.action IN ('confirm','correct')", [split]).fetchone()[0]
+    return db.execute("SELECT COUNT(*) FROM item_state WHERE split = ? AND action IN ('confirm','correct')",
+                      [split]).fetchone()[0]
+
+
+def labeled_per_class(db: sqlite_utils.Database, split: str) -> dict[int, int]:
+    """class id -> items of a split currently labeled with it (confirm/correct)."""
+    return dict(db.execute("SELECT class_id, COUNT(*) FROM item_state WHERE split = ? "
+                           "AND action IN ('confirm','correct') GROUP BY class_id", [split]).fetchall())
 
 
 def has_embeddings(db: sqlite_utils.Database, backbone: str) -> bool:
@@ -468,20 +809,19 @@ class StoreStatus:
 
 
 def status(db: sqlite_utils.Database) -> StoreStatus:
-    """Counts for `status` and the UI header."""
+    """Counts for `status` and the UI header: two grouped reads of indexes, whatever the history's length."""
     names = {c.id: c.name for c in list_classes(db)}
     per_split = dict.fromkeys(SPLITS, 0)
     per_split.update(db.execute("SELECT split, COUNT(*) FROM items GROUP BY split").fetchall())
-    rows = db.execute("SELECT i.split, s.action, s.class_id FROM item_state s "
-                      "JOIN items i ON i.id = s.item_id").fetchall()
     labeled: dict[str, Counter] = {split: Counter() for split in SPLITS}
     actions: Counter = Counter()
     decided: Counter = Counter()
-    for split, action, cls in rows:
-        actions[action] += 1
-        decided[split] += 1
+    for split, action, cls, count in db.execute(
+            "SELECT split, action, class_id, COUNT(*) FROM item_state GROUP BY split, action, class_id"):
+        actions[action] += count
+        decided[split] += count
         if action in ("confirm", "correct"):
-            labeled[split][names[cls]] += 1
+            labeled[split][names[cls]] += count
     return StoreStatus(
         items_per_split=per_split,
         labeled_per_class={split: dict(sorted(c.items())) for split, c in labeled.items()},
@@ -490,6 +830,185 @@ def status(db: sqlite_utils.Database) -> StoreStatus:
         unlabeled_pool=per_split["pool"] - decided["pool"],
         holdout_unlabeled=per_split["holdout"] - decided["holdout"],
     )
+
+
+# ---------------------------------------------------------------- leases
+
+def leased_to_others(db: sqlite_utils.Database, annotator: str | None,
+                     item_ids: Sequence[int] | None = None) -> np.ndarray:
+    """Items under a live lease of someone other than `annotator` (optionally among item_ids), ascending."""
+    sql, params = "SELECT item_id FROM leases WHERE expires_at > ? AND annotator != ?", [time.time(), annotator or ""]
+    if item_ids is not None:
+        sql += " AND item_id IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps([int(i) for i in item_ids]))
+    return np.fromiter((row[0] for row in db.execute(sql + " ORDER BY item_id", params)), np.int64)
+
+
+def take_leases(db: sqlite_utils.Database, item_ids: Sequence[int], annotator: str, seconds: float) -> set[int]:
+    """Lease items to `annotator` for `seconds`; returns those now leased to them.
+
+    Only a free, expired or own lease is (re)written: a colleague's live lease is never
+    taken over. Call it inside the transaction that chose the items, so the choice and the
+    lease are one atomic step.
+    """
+    ids = [int(i) for i in item_ids]
+    if not ids:
+        return set()
+    moment = time.time()
+    db.conn.executemany(
+        "INSERT INTO leases (item_id, annotator, expires_at) VALUES (?, ?, ?) "
+        "ON CONFLICT(item_id) DO UPDATE SET annotator = excluded.annotator, expires_at = excluded.expires_at "
+        "WHERE leases.expires_at <= ? OR leases.annotator = excluded.annotator",
+        [(i, annotator, moment + seconds, moment) for i in ids])
+    return {row[0] for row in db.execute(
+        "SELECT item_id FROM leases WHERE annotator = ? AND item_id IN (SELECT value FROM json_each(?))",
+        [annotator, json.dumps(ids)])}
+
+
+def release_leases(db: sqlite_utils.Database, item_ids: Sequence[int], annotator: str) -> None:
+    """Give back this annotator's leases on these items (others' leases are left alone)."""
+    db.execute("DELETE FROM leases WHERE annotator = ? AND item_id IN (SELECT value FROM json_each(?))",
+               [annotator, json.dumps([int(i) for i in item_ids])])
+
+
+def release_all_leases(db: sqlite_utils.Database) -> int:
+    """Drop every lease; returns how many. For app start: the sessions that held them died with the old server."""
+    return db.execute("DELETE FROM leases").rowcount
+
+
+# ---------------------------------------------------------------- browsing and history
+
+_STATUS_SQL = {"unlabeled": "s.item_id IS NULL", "labeled": "s.action IN ('confirm','correct')",
+               "skipped": "s.action = 'skip'", "rejected": "s.action = 'reject'"}
+BROWSE_STATUSES = tuple(_STATUS_SQL)
+#: An item is flagged when it is marked a near-duplicate or has an open label issue (unresolved,
+#: its label unchanged since the scan; for a near-duplicate conflict the two labels still differ).
+#: A set of ids, so a page seeks them by id instead of testing every item.
+_FLAGGED_IDS = """SELECT id FROM items WHERE near_dup_of IS NOT NULL
+UNION SELECT li.item_id FROM label_issues li JOIN item_state s ON s.item_id = li.item_id AND s.event_id = li.event_id
+WHERE li.resolved_event_id IS NULL
+  AND (li.kind != 'near-duplicate-conflict' OR EXISTS (
+        SELECT 1 FROM item_state o WHERE o.item_id = li.other_item_id
+          AND o.action IN ('confirm','correct') AND o.class_id != s.class_id))"""
+
+
+def _moment(value: str, *, end: bool) -> str:
+    """An ISO date or time as stored timestamps are written; a bare date as `until` covers its whole day."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise StoreError(f"bad date {value!r}: use YYYY-MM-DD or an ISO date and time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    if end:
+        moment += timedelta(days=1) if len(value.strip()) == 10 else timedelta(milliseconds=1)
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _browse_where(*, status: str | None, class_id: int | None, annotator: str | None,
+                  name_contains: str | None, split: str | None, since: str | None, until: str | None,
+                  flagged: bool | None, item_ids: Sequence[int] | None) -> tuple[str, str, list]:
+    """(join, where, params) shared by browse_items and count_items."""
+    where, params = [], []
+    if status is not None:
+        if status not in _STATUS_SQL:
+            raise StoreError(f"unknown status {status!r}; use one of {', '.join(_STATUS_SQL)}")
+        where.append(_STATUS_SQL[status])
+    if class_id is not None:
+        where.append("s.class_id = ?")
+        params.append(int(class_id))
+    if annotator is not None:
+        where.append("s.annotator = ?")
+        params.append(annotator)
+    if name_contains:
+        escaped = name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append("i.original_name LIKE ? ESCAPE '\\'")
+        params.append(f"%{escaped}%")
+    if split is not None:
+        if split not in SPLITS:
+            raise StoreError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        where.append("i.split = ?")
+        params.append(split)
+    if since:
+        where.append("s.created_at >= ?")
+        params.append(_moment(since, end=False))
+    if until:
+        where.append("s.created_at < ?")
+        params.append(_moment(until, end=True))
+    if flagged is not None:
+        where.append(f"i.id {'IN' if flagged else 'NOT IN'} ({_FLAGGED_IDS})")
+    if item_ids is not None:
+        where.append("i.id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps([int(i) for i in item_ids]))
+    # a filter on the current label excludes undecided items: an inner join lets sqlite start from item_state
+    needs_label = (status not in (None, "unlabeled") or class_id is not None or annotator is not None
+                   or bool(since) or bool(until))
+    join = "JOIN" if needs_label else "LEFT JOIN"
+    return join, " AND ".join(where) or "1", params
+
+
+def browse_items(db: sqlite_utils.Database, *, status: str | None = None, class_id: int | None = None,
+                 annotator: str | None = None, name_contains: str | None = None, split: str | None = None,
+                 since: str | None = None, until: str | None = None, flagged: bool | None = None,
+                 item_ids: Sequence[int] | None = None, after_id: int | None = None,
+                 limit: int = 48) -> list[dict]:
+    """A page of items with their current label, by ascending id; pass the last id as `after_id` for the next.
+
+    Keyset paging (id > after_id) keeps every page as fast as the first at 100,000 items.
+    `status` is the item's current state (unlabeled, labeled, skipped, rejected); class_id,
+    annotator and since/until (ISO dates or times, UTC; a bare `until` date covers the day)
+    filter its current label; `flagged` = marked near-duplicate or with an open label issue;
+    `item_ids` restricts to a set (any size).
+    """
+    join, where, params = _browse_where(status=status, class_id=class_id, annotator=annotator,
+                                        name_contains=name_contains, split=split, since=since, until=until,
+                                        flagged=flagged, item_ids=item_ids)
+    rows = db.execute(
+        "SELECT i.id, i.sha256, i.original_name, i.stored_path, i.split, i.source, i.created_at, "
+        "s.action, s.class_id, c.name, s.annotator "
+        f"FROM items i {join} item_state s ON s.item_id = i.id LEFT JOIN classes c ON c.id = s.class_id "
+        f"WHERE i.id > ? AND {where} ORDER BY i.id LIMIT ?",
+        [-1 if after_id is None else int(after_id), *params, int(limit)]).fetchall()
+    keys = ("id", "sha256", "original_name", "stored_path", "split", "source", "created_at",
+            "action", "class_id", "class_name", "annotator")
+    return [dict(zip(keys, row)) for row in rows]
+
+
+def count_items(db: sqlite_utils.Database, *, status: str | None = None, class_id: int | None = None,
+                annotator: str | None = None, name_contains: str | None = None, split: str | None = None,
+                since: str | None = None, until: str | None = None, flagged: bool | None = None,
+                item_ids: Sequence[int] | None = None) -> int:
+    """How many items browse_items would page through with these filters."""
+    join, where, params = _browse_where(status=status, class_id=class_id, annotator=annotator,
+                                        name_contains=name_contains, split=split, since=since, until=until,
+                                        flagged=flagged, item_ids=item_ids)
+    return db.execute(f"SELECT COUNT(*) FROM items i {join} item_state s ON s.item_id = i.id WHERE {where}",
+                      params).fetchone()[0]
+
+
+def recent_decisions(db: sqlite_utils.Database, *, annotator: str | None = None, limit: int = 20) -> list[dict]:
+    """The newest effective decisions (undo events and undone decisions left out), newest first."""
+    sql = ("SELECT e.id, e.item_id, e.action, e.class_id, c.name, e.annotator, e.created_at, "
+           "i.stored_path, i.original_name FROM labels e JOIN items i ON i.id = e.item_id "
+           "LEFT JOIN classes c ON c.id = e.class_id WHERE e.action != 'undo' "
+           "AND NOT EXISTS (SELECT 1 FROM labels u WHERE u.undoes = e.id)")
+    params: list = []
+    if annotator is not None:
+        sql += " AND e.annotator = ?"
+        params.append(annotator)
+    keys = ("event_id", "item_id", "action", "class_id", "class_name", "annotator", "created_at",
+            "stored_path", "original_name")
+    rows = db.execute(sql + " ORDER BY e.id DESC LIMIT ?", [*params, int(limit)]).fetchall()
+    return [dict(zip(keys, row)) for row in rows]
+
+
+def decision_times(db: sqlite_utils.Database, *, since: str | None = None) -> list[tuple[str, str]]:
+    """(annotator, created_at) of every decision that is not an undo, oldest first: progress rates."""
+    sql, params = "SELECT annotator, created_at FROM labels WHERE action != 'undo'", []
+    if since:
+        sql += " AND created_at >= ?"
+        params.append(_moment(since, end=False))
+    return db.execute(sql + " ORDER BY created_at, id", params).fetchall()   # the created_at index's order
 
 
 # ---------------------------------------------------------------- holdout parts

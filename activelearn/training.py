@@ -94,12 +94,12 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_v
         monitor="val_accuracy", patience=config.patience, restore_best_weights=True)]
     if progress is not None:
         callbacks.append(_Progress(progress, config.epochs, batches))
+    data = cnn.training_dataset(x, keras.utils.to_categorical(y, num_classes), batch_size=config.batch_size,
+                                seed=config.seed, sample_weight=sample_weight,
+                                augment=not cnn.has_augmentation(model))
     history = model.fit(
-        x.astype(np.float32), keras.utils.to_categorical(y, num_classes),
-        sample_weight=sample_weight,
-        validation_data=(x_val.astype(np.float32), keras.utils.to_categorical(y_val, num_classes)),
-        epochs=config.epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
-        callbacks=callbacks)
+        data, validation_data=(x_val.astype(np.float32), keras.utils.to_categorical(y_val, num_classes)),
+        epochs=config.epochs, shuffle=False, verbose=0, callbacks=callbacks)   # the dataset shuffles
     keys = list(history.history)
     return [{k: float(history.history[k][i]) for k in keys} for i in range(len(history.history[keys[0]]))]
 

@@ -10,6 +10,7 @@ random at 90%. Run from the repo root, one heavy job at a time:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -18,9 +19,11 @@ from activelearn.fmnist import load_fashion_mnist
 from activelearn.query import STRATEGIES
 from activelearn.simulate import (
     SimulationConfig,
+    SimulationResult,
     fmnist_pool,
     format_progress,
     labels_to_reach,
+    plot_curves,
     reach_table,
     simulate_strategies,
     write_outputs,
@@ -39,7 +42,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/simulate"))
     parser.add_argument("--pool-size", type=int, help="random subset of the pool (smoke runs)")
     parser.add_argument("--test-size", type=int, help="random subset of the test set (smoke runs)")
+    parser.add_argument("--summarize", action="store_true",
+                        help="train nothing: combine the <strategy>.json files already in --out into the "
+                             "table and curves.png (for runs made one strategy per process)")
     args = parser.parse_args()
+    if args.summarize:
+        results = [SimulationResult.from_json(json.loads(p.read_text())) for p in sorted(args.out.glob("*.json"))]
+        results.sort(key=lambda r: (r.strategy != "random", r.strategy))
+        print(reach_table(results))
+        print("wrote", plot_curves(results, args.out / "curves.png"))
+        return
 
     config = SimulationConfig()
     schedule = config.schedule()

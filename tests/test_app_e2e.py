@@ -27,9 +27,12 @@ TINY_RETRAIN = {"mode": "finetune", "epochs": 1, "fmnist_fraction": 0.02}
 
 
 @pytest.fixture
-def lead_client(seeded_home):
-    """A real server (login required) and a client logged in as a lead."""
+def lead_client(seeded_home, tmp_path, monkeypatch):
+    """A real server (login required) and a client logged in as a lead; the test's folders are import roots."""
     from gradio_client import Client
+
+    from activelearn.ingest.sources import IMPORT_ROOTS_ENV
+    monkeypatch.setenv(IMPORT_ROOTS_ENV, str(tmp_path))
 
     demo = build_app(seeded_home, roles_of([LEAD]))
     port = free_port()

@@ -1,11 +1,14 @@
-"""The page in headless Chromium: keyboard-only labeling, a grid page, a retraining's progress bar.
+"""The page in headless Chromium: keyboard-only labeling, a grid page, a retraining's progress bar,
+relabeling from Browse, Review's results on opening it, and what an annotator sees.
 
+Every wait is for a state of the page (a selector, a value), never a fixed time.
 Also saves a screenshot of every tab to artifacts/screenshots/ (gitignored) and
 checks that the page asks nothing of the internet.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from tests.helpers import free_port
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 LEAD = User("lee", "pw-lead", "lead")
+ANNOTATOR = User("ann", "pw-ann", "annotator")
 #: Keys pressed, and the (action, class id) each records; None = the model's top class.
 KEYS = [("Enter", ("confirm", None)), ("1", ("confirm", 0)), ("a", ("confirm", None)), ("s", ("skip", None)),
         ("x", ("reject", None)), ("3", ("confirm", 2)), ("Enter", ("confirm", None)), ("0", ("confirm", 9)),
@@ -31,11 +35,11 @@ pytestmark = [
 
 @pytest.fixture
 def served(seeded_home, photo_folder):
-    """A real server with 60 imported photos; login as a lead."""
+    """A real server with 60 imported photos; a lead and an annotator may log in."""
     ingest.import_paths(photo_folder, paths=seeded_home, holdout_fraction=0.1)
-    demo = build_app(seeded_home, roles_of([LEAD]))
+    demo = build_app(seeded_home, roles_of([LEAD, ANNOTATOR]))
     port = free_port()
-    launch_app(demo, seeded_home, [LEAD], port=port, prevent_thread_lock=True, quiet=True)
+    launch_app(demo, seeded_home, [LEAD, ANNOTATOR], port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/", seeded_home
     finally:
@@ -47,27 +51,48 @@ def served(seeded_home, photo_folder):
                 jobs.wait(db, job.id, timeout_s=120)
 
 
-@pytest.fixture
-def page(served):
+@contextmanager
+def chromium():
+    """Headless Chromium with the flags the team guide asks for."""
     from playwright.sync_api import sync_playwright
 
-    url, _ = served
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.outside_requests = []
-        page.on("request", lambda r: r.url.startswith(url) or r.url.startswith(("data:", "blob:"))
-                or page.outside_requests.append(r.url))
-        page.goto(url)
-        page.fill("input[type=text]", LEAD.name)
-        page.fill("input[type=password]", LEAD.password)
-        page.keyboard.press("Enter")
-        # the hidden id box shows "0" before the first item arrives: wait for the item's reasons
-        page.wait_for_function("() => document.querySelector('#al-why')?.innerText.includes('Why this item')",
-                               timeout=60_000)
-        yield page
-        browser.close()
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser():
+    with chromium() as launched:
+        yield launched
+
+
+def logged_in(browser, url: str, user: User):
+    """A new page logged in as `user`, once the Label tab shows its first item."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.outside_requests = []
+    page.on("request", lambda r: r.url.startswith(url) or r.url.startswith(("data:", "blob:"))
+            or page.outside_requests.append(r.url))
+    page.goto(url)
+    page.fill("input[type=text]", user.name)
+    page.fill("input[type=password]", user.password)
+    page.keyboard.press("Enter")
+    # the hidden id box shows "0" before the first item arrives: wait for the item's reasons
+    page.wait_for_function("() => document.querySelector('#al-why')?.innerText.includes('Why this item')",
+                           timeout=60_000)
+    return page
+
+
+@pytest.fixture
+def page(served):
+    """Logged in as the lead (self-contained: other test modules import this fixture alone)."""
+    url, _ = served
+    with chromium() as launched:
+        yield logged_in(launched, url, LEAD)
 
 
 def shown_item(page) -> str:
@@ -86,9 +111,15 @@ def markdown(page, elem_id: str) -> str:
     return page.inner_text(f"#{elem_id} [data-testid=markdown]")
 
 
+def settled(page) -> None:
+    """Wait until no event is pending: every Gradio status tracker is hidden."""
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=status-tracker]')]"
+                           ".every(t => t.classList.contains('hide'))", timeout=60_000)
+
+
 def screenshot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(500)
+    settled(page)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
@@ -165,20 +196,93 @@ def test_keyboard_labeling_grid_page_retraining_progress_and_screenshots(page, s
     page.get_by_label("number input for Share of Fashion-MNIST per epoch").fill("0.1")
     page.get_by_label("number input for Share of Fashion-MNIST per epoch").press("Tab")
     page.get_by_role("button", name="Start training").click()
-    page.wait_for_function("() => parseFloat(document.querySelector('#al-job-progress')?.value) > 0",
-                           timeout=180_000)
-    first = float(page.get_attribute("#al-job-progress", "value"))
-    page.wait_for_timeout(4_500)  # two header polls
-    second = float(page.get_attribute("#al-job-progress", "value") or 1.0)
-    assert second > first, "the progress bar moves while the job trains"
+    bar = "#al-header .al-job-progress"
+    page.wait_for_function(f"() => parseFloat(document.querySelector('{bar}')?.value) > 0", timeout=180_000)
+    first = float(page.get_attribute(bar, "value"))
+    # the next header poll that shows more progress, or the job's end (the bar then leaves the header)
+    page.wait_for_function(f"first => {{ const b = document.querySelector('{bar}');"
+                           f" return !b || parseFloat(b.value) > first; }}", arg=first, timeout=180_000)
+    now = page.evaluate(f"() => document.querySelector('{bar}')?.value ?? null")
     job = jobs.list_jobs(db, limit=1)[0]
     assert job.params["epochs"] == 2 and job.params["fmnist_fraction"] == pytest.approx(0.1)
+    assert (now is None and not job.active) or float(now) > first, "the progress bar moves while the job trains"
+    assert page.query_selector("#al-tab-train .al-job-progress, #al-tab-train .al-job"), \
+        "the Train tab draws the job as the header does"
     screenshot(page, "train")
 
-    for tab in ("Import", "Review", "Export"):
+    for tab in ("Import", "Browse", "Review", "Export"):
         open_tab(page, tab)
-        if tab == "Review":  # show v1's per-class report rather than empty plots
-            page.get_by_role("button", name="Show", exact=True).click()
-            page.wait_for_selector("#al-tab-review [data-testid=matplotlib] img", timeout=60_000)
+        if tab == "Review":
+            page.wait_for_selector("#al-confusion [data-testid='cell-0-0']", timeout=120_000)
+        if tab == "Browse":
+            page.wait_for_selector("#al-browse-gallery .thumbnail-item", timeout=60_000)
         screenshot(page, tab.lower())
     assert page.outside_requests == [], "the page must work without the internet"
+
+
+def test_relabel_from_browse_is_a_new_event_and_the_old_one_stays(served, page):
+    _, paths = served
+    db = store.open_db(paths.db)
+    names = store.class_names(db)
+    first_item = store.browse_items(db, limit=1)[0]["id"]
+    store.record_label(db, first_item, "confirm", class_id=names.index("Coat"), annotator="bob")
+    open_tab(page, "Browse")
+    page.wait_for_selector("#al-browse-gallery .thumbnail-item", timeout=60_000)
+    assert page.inner_text("#al-browse-gallery .caption-label") == f"#{first_item} Coat"
+    page.locator("#al-browse-gallery .thumbnail-item").first.click()
+    page.wait_for_function("want => document.querySelector('#al-browse-details')?.innerText.includes(want)",
+                           arg=f"#{first_item}", timeout=30_000)
+    assert "Coat (confirm by bob)" in markdown(page, "al-browse-details")
+    page.click("#al-browse-class input")
+    page.get_by_role("option", name="Bag", exact=True).click()
+    page.click("#al-browse-set")
+    page.wait_for_function("() => document.querySelector('#al-browse-relabel-note')?.innerText.includes('Stored')",
+                           timeout=30_000)
+    rows = db.execute("SELECT action, class_id, annotator FROM labels WHERE item_id = ? ORDER BY id",
+                      [first_item]).fetchall()
+    assert rows[0] == ("confirm", names.index("Coat"), "bob"), "the earlier event is kept"
+    assert len(rows) == 2 and rows[1][1:] == (names.index("Bag"), LEAD.name) and rows[1][0] in ("confirm", "correct")
+    assert store.label_state(db)[first_item][1] == names.index("Bag")
+    page.wait_for_function("want => document.querySelector('#al-browse-gallery .caption-label')?.innerText === want",
+                           arg=f"#{first_item} Bag", timeout=30_000)
+    assert "Bag" in markdown(page, "al-browse-details")
+
+
+def test_review_shows_the_active_version_on_opening_and_a_cell_opens_its_images(served, page):
+    _, paths = served
+    db = store.open_db(paths.db)
+    holdout = [row["id"] for row in store.browse_items(db, split="holdout", limit=100)]
+    for item in holdout:   # a labeled holdout, so the in-domain matrix has counts
+        store.record_label(db, item, "confirm", class_id=0, annotator="bob")
+    open_tab(page, "Review")
+    # no button pressed: the heatmap of the active version fills in
+    page.wait_for_selector("#al-confusion [data-testid='cell-0-1']", timeout=120_000)
+    assert page.inner_text("#al-review-summary").startswith("v1 (active)")
+    assert f"{len(holdout)} of 60 items labeled" in page.inner_text("#al-review-goal")
+    cells = page.locator("#al-confusion [data-testid^='cell-']")
+    shown = [c for c in (cells.nth(i) for i in range(cells.count())) if c.get_attribute("data-testid")
+             .split("-")[2] != "0" and c.inner_text().strip()]
+    assert shown, "some cell has a count"
+    count = int(shown[0].inner_text())
+    shown[0].click()
+    page.wait_for_selector("#al-cell-gallery .thumbnail-item", timeout=60_000)
+    assert page.locator("#al-cell-gallery .thumbnail-item").count() == count
+    assert page.inner_text("#al-cell-note").startswith(f"{count} item(s)")
+
+
+def test_an_annotator_sees_label_browse_and_a_read_only_review(served, browser):
+    url, paths = served
+    page = logged_in(browser, url, ANNOTATOR)
+    settled(page)
+    shown = page.get_by_role("tab").all_inner_texts()
+    assert {"Label", "Browse", "Review"} <= set(shown)
+    assert not {"Import", "Train", "Export"} & set(shown), f"lead tabs shown to an annotator: {shown}"
+    open_tab(page, "Review")
+    page.wait_for_selector("#al-confusion [data-testid='cell-0-0']", timeout=120_000)
+    assert "Label errors" not in page.get_by_role("tab").all_inner_texts()
+    assert page.get_by_role("button", name="Scan for label errors").count() == 0
+    open_tab(page, "Browse")
+    page.wait_for_selector("#al-browse-gallery .thumbnail-item", timeout=60_000)
+    assert not page.locator("#al-browse-split").is_visible(), "which items are holdout is a lead's view"
+    screenshot(page, "annotator_browse")
+

@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 
 from activelearn import scoring, store
-from tests.test_browser import CHROMIUM, LEAD, page, served  # noqa: F401 - the same app, page and login
+from tests.test_browser import CHROMIUM, LEAD, browser, page, served  # noqa: F401 - the same app, page and login
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -258,3 +259,136 @@ def test_counters_equal_labels_db_after_every_keyboard_decision(served, page):
                 key, "confirm" if want == predicted else "correct"), key
         assert counts_on_screen(page) == counts_in_db(db), f"after {key}"
     assert db.execute("SELECT COUNT(*) FROM labels WHERE annotator = ?", [LEAD.name]).fetchone()[0] == len(KEYS)
+
+
+def grid_state(page: Page) -> dict:
+    """The grid as the page shows it: tile ids in order, which are drawn unticked, the cursor, ticked boxes."""
+    return page.evaluate("""() => {
+        const tiles = [...document.querySelectorAll('#al-gallery .thumbnail-item')];
+        const id = (t) => Number(/#(\\d+)/.exec(t.textContent)[1]);
+        return {ids: tiles.map(id), unticked: tiles.filter((t) => t.classList.contains('al-unticked')).map(id),
+                cursor: tiles.filter((t) => t.classList.contains('al-cursor')).map(id),
+                ticked: [...document.querySelectorAll('#al-ticked input:checked')]
+                    .map((i) => Number(i.closest('label').textContent.trim().slice(1))),
+                token: document.querySelector('#al-grid-page textarea, #al-grid-page input').value};
+    }""")
+
+
+def test_grid_by_keyboard_stores_exactly_the_ticked_as_the_page_class_then_advances(served, page):
+    from playwright.sync_api import expect
+
+    from activelearn.ui.label_tab import GRID_COLUMNS, GRID_SIZE
+    from tests.helpers import add_items
+
+    _, paths = served
+    db = store.open_db(paths.db)
+    add_items(paths, 250, start=5000)   # plain noise: the tiny model calls most of it one class
+    ready(page)
+    # the page the grid must open on: the class with most unlabeled items, minus what the one-by-one view holds
+    scores = scoring.score_items(paths)
+    pool = store.unlabeled_ids(db, "pool")
+    predicted = scores.probs[scores.rows(pool)].argmax(1)
+    largest = int(np.bincount(predicted).argmax())
+    held = {row[0] for row in db.execute("SELECT item_id FROM leases WHERE annotator = ?", [LEAD.name])}
+    expected = min(GRID_SIZE, int(sum(c == largest and i not in held for i, c in zip(pool, predicted))))
+    assert expected == GRID_SIZE, "the home has a full page of one class"
+    name = store.class_names(db)[largest]
+
+    page.get_by_role("tab", name="Grid", exact=True).click()   # the page loads on entry, no other click
+    expect(page.locator("#al-grid-notice")).to_contain_text(f"{GRID_SIZE} photos the model calls {name}",
+                                                            timeout=60_000)
+    expect(page.locator("#al-gallery .thumbnail-item")).to_have_count(GRID_SIZE)
+    grid = grid_state(page)
+    ids = grid["ids"]
+    assert grid["ticked"] == ids and grid["unticked"] == [] and grid["cursor"] == [ids[0]]
+    assert grid["token"] == ",".join(map(str, ids)) and not set(ids) & held
+    assert {int(scores.probs[scores.rows([i])[0]].argmax()) for i in ids} == {largest}
+
+    # arrows move the cursor, Space and x untick; x twice ticks again; a click unticks and a second ticks
+    for key in ("ArrowRight", "ArrowRight", "Space", "ArrowDown", "x", "ArrowLeft", "x", "x"):
+        page.keyboard.press(key)
+    first, second = ids[2], ids[2 + GRID_COLUMNS]
+    grid = grid_state(page)
+    assert grid["cursor"] == [ids[1 + GRID_COLUMNS]] and sorted(grid["unticked"]) == sorted([first, second])
+    assert sorted(set(ids) - set(grid["ticked"])) == sorted([first, second]), "what is drawn is what is ticked"
+    tile = page.locator("#al-gallery .thumbnail-item").nth(5)
+    tile.click()
+    assert ids[5] in grid_state(page)["unticked"] and ids[5] not in grid_state(page)["ticked"]
+    tile.click()
+    assert ids[5] in grid_state(page)["ticked"]
+    # keys do nothing while typing in a field; the one-by-one keys do nothing on the grid
+    page.click("#al-grid-class input")
+    for key in ("x", "Space", "a"):
+        page.keyboard.press(key)
+    page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+    before = db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+    page.keyboard.press("1")
+    page.keyboard.press("s")
+    page.wait_for_timeout(300)
+    assert grid_state(page)["ticked"] == [i for i in ids if i not in (first, second)]
+    assert db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == before == 0
+
+    # Enter confirms: exactly the ticked, as the page's class; the unticked stay unlabeled
+    page.keyboard.press("Enter")
+    expect(page.locator("#al-grid-notice")).to_contain_text(f"Confirmed {GRID_SIZE - 2} items as {name}",
+                                                            timeout=60_000)
+    ticked = [i for i in ids if i not in (first, second)]
+    assert sorted(labels(db)) == sorted((i, "confirm", largest) for i in ticked)
+    assert stored(db, first) is None and stored(db, second) is None
+    # the next page is there already: new photos, all ticked, none of the last page's
+    page.wait_for_function("old => document.querySelector('#al-grid-page textarea, #al-grid-page input').value"
+                           " !== old", arg=grid["token"], timeout=60_000)
+    following = grid_state(page)
+    assert following["ids"] and not set(following["ids"]) & set(ids) and following["ticked"] == following["ids"]
+    # the unticked photos come first in One by one, for a class of their own
+    page.get_by_role("tab", name="One by one", exact=True).click()
+    assert item_on_screen(page) == first
+    counts = counts_on_screen(page)
+    assert counts == counts_in_db(db)
+
+
+def history_rows(page: Page) -> list[tuple[str, str]]:
+    """(label, details) of each row of the history sidebar, top to bottom."""
+    return [tuple(row) for row in page.eval_on_selector_all("#al-history [data-index]", """els => els.map((e) =>
+        [e.querySelector('.al-history-label').textContent, e.querySelector('.al-history-meta').textContent])""")]
+
+
+def test_history_reopens_a_decision_to_change_it_and_progress_agrees(served, page):
+    from playwright.sync_api import expect
+
+    _, paths = served
+    db = store.open_db(paths.db)
+    ready(page)
+    names = store.class_names(db)
+    done = []
+    for key in ("a", "x", "3", "Space", "a"):
+        item = item_on_screen(page)
+        page.keyboard.press(key)
+        expect_notice(page, f"Stored #{item}: ")
+        done.append(item)
+    expect(page.locator("#al-history [data-index]")).to_have_count(5)
+    rows = db.execute("SELECT item_id, action, class_id FROM labels ORDER BY id DESC").fetchall()
+    want = [({"skip": "skipped", "reject": "not a product"}.get(action, names[cls] if cls is not None else action),
+             f"#{item} · {action} · ") for item, action, cls in rows]
+    assert [(label, meta[:len(start)]) for (label, meta), (_, start) in zip(history_rows(page), want)] == want, \
+        "newest first, as stored"
+    progress = page.inner_text("#al-progress")
+    assert f"You ({LEAD.name}): 5 decisions" in progress
+    assert f"{len(store.labeled_items(db))} of 60 items labeled" in progress
+
+    # a click on the rejected one (the 4th newest) puts it back on screen; a class key changes it
+    rejected = done[1]
+    page.locator("#al-history [data-index]").nth(3).click()
+    expect_notice(page, f"Re-opened #{rejected}: you stored reject at ")
+    assert item_on_screen(page) == rejected and "re-opened from your history" in page.inner_text("#al-why")
+    page.keyboard.press("9")
+    expect_notice(page, f"Stored #{rejected}: ")
+    events = db.execute("SELECT action, class_id FROM labels WHERE item_id = ? ORDER BY id", [rejected]).fetchall()
+    assert events[0] == ("reject", None) and events[1][1] == 8 and len(events) == 2, "a new event; the old one kept"
+    assert stored(db, rejected) == (decided_as(db, rejected, 8), 8)
+    expect(page.locator("#al-history [data-index]")).to_have_count(6)
+    shown = history_rows(page)
+    assert shown[0][0] == names[8] and shown[0][1].startswith(f"#{rejected} · ") and shown[4][1].endswith("(changed)")
+    assert counts_on_screen(page) == counts_in_db(db)
+    assert f"You ({LEAD.name}): 6 decisions" in page.inner_text("#al-progress")

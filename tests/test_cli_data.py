@@ -182,3 +182,62 @@ def test_data_commands_do_not_load_tensorflow(tmp_path: Path, catalog: Path):
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_csv_that_is_not_utf8_is_one_sentence_and_records_nothing(tmp_path: Path, catalog: Path):
+    home = tmp_path / "home"
+    assert run(home, "import", str(catalog), "--holdout-fraction", "0").returncode == 0
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("item,class\n1,Bag\n2,Pullover é\n".encode("latin-1"))
+    result = run(home, "label", "--csv", str(latin1))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {latin1} is not UTF-8 text (byte 0xe9 at offset 28): save it as "
+                                     "UTF-8 CSV and try again; nothing was recorded")
+    assert events(home) == []
+
+
+def test_a_rerun_csv_stores_only_what_is_missing_and_leased_items_are_refused(tmp_path: Path, catalog: Path):
+    home = tmp_path / "home"
+    assert run(home, "import", str(catalog), "--holdout-fraction", "0").returncode == 0
+    labels = tmp_path / "labels.csv"
+    labels.write_text("1,Bag\n2,Bag\n")
+    assert run(home, "label", "--csv", str(labels), "--annotator", "bulk").returncode == 0
+    again = run(home, "label", "--csv", str(labels), "--annotator", "bulk")
+    assert again.stdout.strip() == f"recorded 0 confirm event(s) from {labels} (2 already recorded by an " \
+                                   "earlier run of this file)"
+    assert len(events(home)) == 2
+
+    db = store.open_db(home / "labels.db")
+    from activelearn import labeling
+    assert labeling.lease(db, [3], "ann") == {3}                     # ann has item 3 on screen
+    refused = run(home, "label", "3", "Bag", "--annotator", "bob")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "error: item #3 is being labeled by ann, so your confirm was not recorded"
+    labels.write_text("3,Bag\n4,Bag\n")
+    refused = run(home, "label", "--csv", str(labels), "--annotator", "bob")
+    assert refused.returncode == 2 and "1 item(s) are being labeled by others right now (#3 (ann))" in refused.stderr
+    assert len(events(home)) == 2
+    assert run(home, "label", "3", "Bag", "--annotator", "ann").returncode == 0, "ann's own lease"
+
+
+def test_a_retried_label_with_a_request_id_is_stored_once(tmp_path: Path, catalog: Path):
+    home = tmp_path / "home"
+    assert run(home, "import", str(catalog), "--holdout-fraction", "0").returncode == 0
+    first = run(home, "label", "2", "Bag", "--request-id", "r-17")
+    retry = run(home, "label", "2", "Bag", "--request-id", "r-17")
+    assert first.stdout == retry.stdout == "item 2: confirm as Bag (event 1)\n"
+    assert events(home) == [(2, "confirm", FMNIST_CLASSES.index("Bag"), "tester")]
+
+
+def test_cli_labelers_lease_what_they_query(tmp_path: Path, catalog: Path):
+    """No model yet: `query --lease` serves random unlabeled items and keeps them from other labelers."""
+    home = tmp_path / "home"
+    assert run(home, "import", str(catalog), "--holdout-fraction", "0").returncode == 0
+    first = json.loads(run(home, "query", "--n", "2", "--lease", "--annotator", "cli1", "--json").stdout)
+    second = json.loads(run(home, "query", "--n", "4", "--lease", "--annotator", "cli2", "--json").stdout)
+    mine, theirs = {e["item_id"] for e in first}, {e["item_id"] for e in second}
+    assert len(mine) == 2 and len(theirs) == 2 and not mine & theirs, "only the two free items"
+    leases = dict(store.open_db(home / "labels.db").execute("SELECT item_id, annotator FROM leases").fetchall())
+    assert leases == {**dict.fromkeys(mine, "cli1"), **dict.fromkeys(theirs, "cli2")}
+    peek = json.loads(run(home, "query", "--n", "4", "--json").stdout)
+    assert len(peek) == 0 or {e["item_id"] for e in peek} <= mine | theirs

@@ -23,8 +23,8 @@ from activelearn import store
 from activelearn.config import Paths, resolve_paths
 from activelearn.convert import hamming
 from activelearn.errors import ActiveLearnError
-from activelearn.ingest import (NEAR_DUP_MAX_DISTANCE, NEAR_DUP_MAX_PIXEL_DISTANCE, ImportLimits, ImportReport,
-                                import_paths, pixel_distance)
+from activelearn.ingest import (NEAR_DUP_MAX_DISTANCE, NEAR_DUP_MIN_SIMILARITY, ImportLimits, ImportReport,
+                                import_paths, similarity, thumbnail)
 from activelearn.synthetic import make_product_photo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -232,8 +232,8 @@ def test_url_lists_are_downloaded_with_limits(paths, tmp_path, web):
                 f"{web}/no-length\nftp://example.com/x.jpg\n".encode())
     csv_file = write(tmp_path / "urls.csv", f"title,url\nshirt,{web}/b.png\n".encode())
 
-    limits = ImportLimits(max_url_bytes=50_000, url_timeout_s=5)
-    report = import_paths([txt, csv_file, f"{web}/c.jpg"], paths=paths, limits=limits)
+    limits = ImportLimits(max_url_bytes=50_000, url_timeout_s=5, allow_private_urls=True)  # the server is local
+    report = import_paths([txt, csv_file, f"{web}/c.jpg"], paths=paths, limits=limits, url_lists=True)
 
     assert report.added == 3
     assert [r["original_name"] for r in items(paths)] == [f"{web}/a.jpg", f"{web}/b.png", f"{web}/c.jpg"]
@@ -423,23 +423,29 @@ def test_near_duplicates_are_imported_but_flagged(paths, tmp_path):
 
 
 def test_the_same_silhouette_in_another_colour_is_not_flagged(paths, tmp_path):
-    """Close object hashes only nominate a candidate; the differing pixels refuse it."""
-    write(tmp_path / "in" / "black_boot.jpg", encode(photo("boot", 7, PRODUCT_SIZE), quality=90))
-    write(tmp_path / "in" / "brown_boot.jpg", encode(photo("boot", 8, PRODUCT_SIZE), quality=90))
+    """A brightness edit keeps a photo's thumbnail correlation near 1; another colour does not."""
+    black, brown = photo("boot", 7, PRODUCT_SIZE), photo("boot", 8, PRODUCT_SIZE)
+    brighter = ImageEnhance.Brightness(black).enhance(1.10)
+    assert similarity(thumbnail(black), thumbnail(brighter)) >= NEAR_DUP_MIN_SIMILARITY
+    assert similarity(thumbnail(black), thumbnail(brown)) < NEAR_DUP_MIN_SIMILARITY
+    write(tmp_path / "in" / "black_boot.jpg", encode(black, quality=90))
+    write(tmp_path / "in" / "brown_boot.jpg", encode(brown, quality=90))
+    write(tmp_path / "in" / "c_brighter_black_boot.jpg", encode(brighter, quality=90))
     report = import_paths([tmp_path / "in"], paths=paths)
-    first, second = items(paths)
-    assert hamming(first["dhash"] % 2 ** 64, second["dhash"] % 2 ** 64) <= NEAR_DUP_MAX_DISTANCE
-    assert (report.added, report.near_duplicates) == (2, 0)
+    rows = {r["original_name"]: r for r in items(paths)}
+    assert (report.added, report.near_duplicates) == (3, 1)
+    assert rows["brown_boot.jpg"]["near_dup_of"] is None
+    assert rows["c_brighter_black_boot.jpg"]["near_dup_of"] == rows["black_boot.jpg"]["id"]
 
 
 def test_similar_fashion_mnist_photos_are_told_apart_from_copies(paths, tmp_path, fmnist):
-    """Ankle boots 111 and 1685 of the training set make photos with equal object hashes."""
+    """Ankle boots 450 and 867 of the training set make photos with equal pHashes."""
     def product(index: int) -> Image.Image:
         return make_product_photo(fmnist.x_train[index], rng=np.random.default_rng([0, index]))
 
-    boot = product(111)
+    boot = product(450)
     write(tmp_path / "in" / "1_boot.jpg", encode(boot, quality=90))
-    write(tmp_path / "in" / "2_another_boot.jpg", encode(product(1685), quality=90))
+    write(tmp_path / "in" / "2_another_boot.jpg", encode(product(867), quality=90))
     for name, data in copies(boot).items():
         write(tmp_path / "in" / f"3_{name}", data)
 
@@ -447,7 +453,7 @@ def test_similar_fashion_mnist_photos_are_told_apart_from_copies(paths, tmp_path
 
     rows = {r["original_name"]: r for r in items(paths)}
     assert hamming(rows["1_boot.jpg"]["dhash"] % 2 ** 64, rows["2_another_boot.jpg"]["dhash"] % 2 ** 64) \
-        <= NEAR_DUP_MAX_DISTANCE
+        <= NEAR_DUP_MAX_DISTANCE  # a candidate, refused by the thumbnails
     assert rows["2_another_boot.jpg"]["near_dup_of"] is None
     assert report.near_duplicates == 4
     # a copy points to the closest earlier item, which may be an earlier copy; every chain ends at the original
@@ -484,21 +490,75 @@ def test_near_duplicates_are_found_across_imports_and_batches(paths, tmp_path):
     assert rows["y.jpg"]["near_dup_of"] == rows["z.jpg"]["near_dup_of"] == rows["first.jpg"]["id"]
 
 
-def test_pixel_distance_forgives_a_one_pixel_shift_but_not_other_content():
-    boot = garment("boot", 1)
-    shifted = np.roll(boot, 1, axis=1)
-    brighter = np.clip(boot.astype(int) + 40, 0, 255).astype(np.uint8) * (boot > 0)
-    distances = pixel_distance(boot, np.stack([boot, shifted, garment("tee", 1), brighter]))
-    assert distances[0] == 0
-    assert distances[1] == 0 < np.abs(shifted.astype(int) - boot).mean()  # a plain difference punishes the shift
-    assert distances[2] > 10 * NEAR_DUP_MAX_PIXEL_DISTANCE and distances[3] > 10 * NEAR_DUP_MAX_PIXEL_DISTANCE
-    assert pixel_distance(shifted, boot[None])[0] == distances[1]  # symmetric
-    assert np.allclose(pixel_distance(garment("tee", 1), boot[None]), distances[2])
-    limited = pixel_distance(boot, np.stack([boot, shifted, garment("tee", 1), brighter]), limit=1.0)
-    assert list(limited) == [0, 0, np.inf, np.inf]  # over the limit: not worth the second direction
+def test_similarity_forgives_shifts_crops_and_brightness_but_not_other_content():
+    tee = photo("tee", 3, PRODUCT_SIZE)
+    width, height = tee.size
+    same = thumbnail(tee)
+    assert similarity(same, same) == pytest.approx(1.0, abs=1e-5)
+    shifted = np.roll(same, 1, axis=2)  # one pixel to the right
+    assert similarity(same, shifted) == pytest.approx(1.0, abs=1e-5)
+    cropped = thumbnail(tee.crop((width * 5 // 100, height * 5 // 100, width * 95 // 100, height * 95 // 100)))
+    darker = thumbnail(ImageEnhance.Brightness(tee).enhance(0.9))
+    for copy in (cropped, darker):
+        assert similarity(same, copy) >= NEAR_DUP_MIN_SIMILARITY
+        assert similarity(copy, same) == pytest.approx(similarity(same, copy), abs=0.01)  # either may be the crop
+    for other in (photo("box", 3, PRODUCT_SIZE), photo("tee", 4, PRODUCT_SIZE)):
+        assert similarity(same, thumbnail(other)) < NEAR_DUP_MIN_SIMILARITY
+    flat = np.full_like(same, 200)  # no contrast at all: nothing to correlate, never a match
+    assert similarity(same, flat) < NEAR_DUP_MIN_SIMILARITY
 
 
-# ---------------------------------------------------------------- labels and splits
+def test_earlier_hashes_are_replaced_once_and_copies_are_still_found(paths, tmp_path):
+    """A database from before the pHash holds object-box dHashes: they are recomputed from the originals."""
+    from activelearn.ingest import near_dups
+
+    original = photo("boot", 7, PRODUCT_SIZE)
+    first = import_paths([write(tmp_path / "a" / "first.jpg", encode(original, quality=90))], paths=paths)
+    db = store.open_db(paths.db)
+    phash = db.execute("SELECT dhash FROM items").fetchone()[0]
+    with store.transaction(db):
+        db.execute("UPDATE items SET dhash = ?", [phash ^ 0x7FFF_FFFF])  # 31 bits off: what an old hash looks like
+        db.execute("DELETE FROM settings WHERE key = ?", [near_dups.HASH_SETTING])
+
+    report = import_paths([write(tmp_path / "b" / "again.jpg", encode(original, quality=70))], paths=paths)
+
+    rows = items(paths)
+    assert rows[0]["dhash"] == phash and rows[1]["near_dup_of"] == first.added_ids[0]
+    assert report.near_duplicates == 1
+    assert store.get_setting(db, near_dups.HASH_SETTING) == near_dups.HASH_KIND
+    assert near_dups.upgrade_hashes(db, paths.home) == 0  # once
+
+
+def test_a_candidate_whose_original_is_gone_is_judged_on_its_hash_alone(paths, tmp_path):
+    original = photo("boot", 7, PRODUCT_SIZE)
+    import_paths([write(tmp_path / "a" / "first.jpg", encode(original, quality=90))], paths=paths)
+    (paths.home / items(paths)[0]["stored_path"]).unlink()
+    write(tmp_path / "b" / "lossless.png", encode(original, "PNG"))            # same pHash: 0-2 bits
+    cropped = original.crop((40, 50, original.width - 40, original.height - 50))
+    write(tmp_path / "b" / "x_cropped.jpg", encode(cropped, quality=90))      # further than 2 bits
+    import_paths([tmp_path / "b"], paths=paths)
+    rows = {r["original_name"]: r for r in items(paths)}
+    assert rows["lossless.png"]["near_dup_of"] == rows["first.jpg"]["id"]
+    assert rows["x_cropped.jpg"]["near_dup_of"] in (None, rows["lossless.png"]["id"])  # never the unreadable one
+
+
+def test_real_photos_and_their_resaves(clothing_photos, tmp_path):
+    """60 distinct real photos (../shared/clothing-photos): none flagged; every quality-70 re-save flagged."""
+    paths = resolve_paths(tmp_path / "home")
+    chosen = clothing_photos[::50][:60]
+    for k, row in enumerate(chosen):
+        with Image.open(row["path"]) as opened:
+            write(tmp_path / "resaved" / f"{k:02d}.jpg", encode(opened.convert("RGB"), quality=70))
+        write(tmp_path / "real" / f"{k:02d}.jpg", Path(row["path"]).read_bytes())
+    first = import_paths([tmp_path / "real"], paths=paths)
+    again = import_paths([tmp_path / "resaved"], paths=paths)
+    assert (first.added, first.near_duplicates) == (60, 0)
+    original_of = dict(zip([f"{k:02d}.jpg" for k in range(60)], first.added_ids))  # the walk is sorted
+    resaved = [r for r in items(paths) if r["id"] not in first.added_ids]
+    assert again.duplicates + len(resaved) == 60
+    assert {r["original_name"]: r["near_dup_of"] for r in resaved} == \
+        {r["original_name"]: original_of[r["original_name"]] for r in resaved}
+
 
 def test_label_from_folders_records_confirm_events_by_import(paths, tmp_path):
     root = tmp_path / "catalog"
@@ -590,23 +650,57 @@ def test_the_import_tab_shows_the_report_warning_and_what_near_duplicates_became
     from activelearn.ui import import_tab
     from activelearn.ui.context import UIContext
 
+    incoming = paths.data / "incoming" / "batch"   # the default import root
     original = photo("tee", 3, PRODUCT_SIZE)
-    write(tmp_path / "in" / "a.png", encode(original, "PNG"))
-    write(tmp_path / "in" / "b.bmp", encode(original, "BMP"))  # the same pixels: a near-duplicate of a.png
+    write(incoming / "a.png", encode(original, "PNG"))
+    write(incoming / "b.bmp", encode(original, "BMP"))  # the same pixels: a near-duplicate of a.png
+    write(incoming / "c.png", encode(original, "PNG"))  # the same bytes as a.png: a duplicate
     for i in range(3):
-        write(tmp_path / "in" / f"busy{i}.png", busy_photo(i))
-    expected = import_paths([tmp_path / "in"], paths=resolve_paths(tmp_path / "other-home")).warnings
+        write(incoming / f"busy{i}.png", busy_photo(i))
+    write(incoming / "notes.txt", b"http://example.com/a.jpg\n")
+    expected = import_paths([incoming], paths=resolve_paths(tmp_path / "other-home")).warnings
 
-    summary, rejected, gallery = import_tab.import_files(UIContext(paths), None, str(tmp_path / "in"),
-                                                         False, 0.0, None)
+    summary, outcomes, gallery = import_tab.import_files(UIContext(paths), None, str(incoming), False, 0.0, None)
 
     lines = summary.splitlines()
-    assert lines[0].startswith("**Added 5** · duplicates 0 · near-duplicates 1")
+    assert lines[0].startswith("**Added 5** · duplicates skipped 1 · near-duplicates imported and flagged 1")
     assert len(expected) == 1 and lines[1] == f"- warning: {expected[0]}"
-    assert "near-duplicates were imported and flagged" in lines[2]
+    assert "A near-duplicate (the same photo re-saved" in lines[2] and "is imported and flagged" in lines[2]
+    said = dict(zip(outcomes["file"].map(lambda f: Path(f).name), outcomes["outcome"]))
+    assert said == {"b.bmp": "imported as #2 and flagged: near-duplicate of #1 (a.png)",
+                    "c.png": "skipped: byte-identical to a photo already imported",
+                    "notes.txt": "rejected: not an image: not one of JPEG, PNG, WEBP, GIF, BMP, TIFF, AVIF"}
+    assert store.get_item(store.open_db(paths.db), 2)["near_dup_of"] == 1   # stored, not only shown
     captions = {caption.split()[1]: caption for _, caption in gallery}
     assert captions["b.bmp"].endswith("[near-duplicate of #1: imported, flagged]")
-    assert "near-duplicate" not in captions["a.png"] and rejected.empty
+    assert "near-duplicate" not in captions["a.png"]
+
+
+def test_the_server_folder_box_reads_only_under_the_import_roots(paths, tmp_path, monkeypatch):
+    import gradio as gr
+
+    from activelearn.ui import import_tab
+    from activelearn.ui.context import UIContext
+
+    outside = tmp_path / "elsewhere"
+    write(outside / "a.jpg", jpeg("box", 1))
+    root = paths.data / "incoming"
+    write(root / "ok" / "b.jpg", jpeg("tee", 2))
+    (root / "ok" / "sneaky.jpg").symlink_to(outside / "a.jpg")
+    (root / "door").symlink_to(outside)
+    ctx = UIContext(paths)
+    for typed in (str(outside), "/etc", str(root / ".." / ".." / ".."), str(root / "door")):
+        with pytest.raises(gr.Error, match=r"is not in an import folder: put the photos under .*incoming"):
+            import_tab.import_files(ctx, None, typed, False, 0.0, None)
+    assert items(paths) == []
+
+    summary, outcomes, _ = import_tab.import_files(ctx, None, str(root / "ok"), False, 0.0, None)
+    assert summary.startswith("**Added 1**") and [r["original_name"] for r in items(paths)] == ["b.jpg"]
+    assert list(outcomes["outcome"]) == ["rejected: link to a file outside the import folders refused"]
+
+    monkeypatch.setenv("ACTIVELEARN_IMPORT_ROOTS", f"{tmp_path / 'nowhere'}{os.pathsep}{outside}")
+    summary, _, _ = import_tab.import_files(ctx, None, str(outside), False, 0.0, None)
+    assert summary.startswith("**Added 1**")
 
 
 # ---------------------------------------------------------------- crash safety

@@ -100,3 +100,15 @@ def test_a_class_added_after_the_model_gets_holdout_items_and_an_empty_grid(seed
     assert labeling.grid_page(paths, annotator="ann", class_id=new_class) == []
     served = {e.item_id for e in labeling.next_items(paths, annotator="ann", n=20, seed=3, holdout_share=0.5)}
     assert len(served & holdout) == 10                           # drawn although no prediction is "Hat"
+
+
+def test_scores_are_kept_between_requests_until_items_are_added(seeded_home):
+    paths = seeded_home
+    add_items(paths, 20)
+    first = labeling.workspace(paths).scores()
+    assert labeling.workspace(paths).scores() is first, "no re-read of every item id per request"
+    new = add_items(paths, 5, start=100)
+    again = labeling.workspace(paths).scores()
+    assert again is not first and set(new) <= set(again.item_ids.tolist())
+    served = {e.item_id for e in labeling.next_items(paths, annotator="ann", n=25, seed=0, holdout_share=0.0)}
+    assert set(new) <= served, "new imports are served at once"

@@ -30,3 +30,30 @@ def test_grow_output_keeps_learned_weights():
     np.testing.assert_array_equal(after[:, :10].argmax(1), before.argmax(1))
     assert after[:, 10:].max() < 0.2
     assert cnn.grow_output(m, 10) is m
+
+
+def test_training_dataset_augments_in_the_pipeline_and_keeps_weights():
+    rng = np.random.default_rng(2)
+    x = np.zeros((64, 28, 28), np.uint8)
+    x[:, 4:12, 2:9] = 255                                   # an off-centre block: a flip or shift moves it
+    targets = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 64)]
+    weights = np.linspace(1, 2, 64).astype(np.float32)
+    batches = list(cnn.training_dataset(x, targets, batch_size=16, seed=0, sample_weight=weights))
+    assert len(batches) == 4
+    xb, yb, wb = batches[0]
+    assert xb.shape == (16, 28, 28) and yb.shape == (16, 4) and wb.shape == (16,)
+    augmented = np.concatenate([b[0].numpy() for b in batches])
+    assert (np.abs(augmented - 255.0 * (x > 0)).reshape(64, -1).max(1) > 1).mean() > 0.5
+    # every image keeps its own target and weight through the shuffle
+    seen = np.concatenate([b[2].numpy() for b in batches])
+    np.testing.assert_allclose(np.sort(seen), np.sort(weights), rtol=1e-6)
+    plain = np.concatenate([b[0].numpy() for b in cnn.training_dataset(x, targets, batch_size=16, seed=0,
+                                                                      augment=False)])
+    assert np.array_equal(np.sort(plain.reshape(64, -1), 0), np.sort(255.0 * (x > 0).reshape(64, -1), 0))
+
+
+def test_models_saved_with_augmentation_layers_are_not_augmented_twice():
+    assert not cnn.has_augmentation(cnn.build_model(10))
+    # the seed models of earlier releases had the random layers in the network itself
+    legacy = cnn.keras.Sequential([cnn.keras.Input((28, 28, 1)), cnn.keras.layers.RandomFlip("horizontal")])
+    assert cnn.has_augmentation(legacy)

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -70,3 +71,20 @@ def test_failed_save_leaves_no_partial_version(tmp_path):
 def test_no_active_model_message(tmp_path):
     with pytest.raises(ModelError, match="train-seed"):
         registry.require_active(tmp_path / "models")
+
+
+def test_registering_sweeps_staging_folders_of_dead_writers_only(tmp_path, untrained):
+    import subprocess
+    import sys
+    models = tmp_path / "models"
+    models.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()                                                   # a writer killed before it finished
+    dead = models / f"{registry.STAGING_PREFIX}{child.pid}-abc123"
+    dead.mkdir()
+    (dead / registry.MODEL_FILE).write_bytes(b"half")
+    alive = models / f"{registry.STAGING_PREFIX}{os.getpid()}-def456"   # this process, still writing
+    alive.mkdir()
+    assert registry.register(models, untrained, card()) == "v1"
+    assert not dead.exists() and alive.exists()
+    assert sorted(p.name for p in models.iterdir()) == [alive.name, "v1"], "the new version left no staging"

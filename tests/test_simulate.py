@@ -226,6 +226,15 @@ def test_write_outputs_writes_a_curve_per_strategy_and_a_plot(results, tmp_path)
     assert (tmp_path / "out" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_results_written_one_strategy_at_a_time_combine_into_the_same_table(results, tmp_path) -> None:
+    for result in results:                       # as two separate runs would write them
+        write_outputs([result], tmp_path)
+    loaded = [SimulationResult.from_json(json.loads((tmp_path / f"{r.strategy}.json").read_text()))
+              for r in results]
+    assert reach_table(loaded) == reach_table(results)
+    assert [r.config for r in loaded] == [r.config for r in results]
+
+
 def test_a_single_strategy_gets_no_comparison_plot(results, tmp_path) -> None:
     written = write_outputs(results[:1], tmp_path)
     assert [p.name for p in written] == ["random.json"]

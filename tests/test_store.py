@@ -29,12 +29,12 @@ def add_item(db, n: int, split: str = "pool") -> int:
 
 def test_open_db_creates_the_schema_and_seeds_the_fashion_mnist_classes(tmp_path: Path):
     db = store.open_db(tmp_path / "new" / "labels.db")
-    assert store.schema_version(db) == store.SCHEMA_VERSION == 2
+    assert store.schema_version(db) == store.SCHEMA_VERSION == 3
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     classes = store.list_classes(db)
     assert [c.name for c in classes] == list(FMNIST_CLASSES)
     assert [c.id for c in classes] == [c.fmnist_index for c in classes] == list(range(10))
-    assert store.migrate(db) == 2  # applying again changes nothing
+    assert store.migrate(db) == 3  # applying again changes nothing
     assert len(store.list_classes(db)) == 10
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
     assert {"embeddings", "settings", "label_issues", "label_issue_scans"} <= tables
@@ -56,7 +56,7 @@ def test_a_version_1_database_upgrades_keeping_its_rows(tmp_path: Path):
     conn.close()
     store._migrated.clear()
     db = store.open_db(path)
-    assert store.schema_version(db) == 2
+    assert store.schema_version(db) == 3
     assert db.execute("SELECT labeled FROM label_issue_scans").fetchall() == [(3,)]
     assert store.class_names(db) == ["T-shirt/top"]
     store.put_embeddings(db, "b", [], np.zeros((0, 4), np.float32))
@@ -220,3 +220,159 @@ def test_two_processes_writing_at_the_same_moment_lose_nothing(tmp_path: Path):
     spans = {annotator: (min(r[2] for r in rows if r[0] == annotator), max(r[2] for r in rows if r[0] == annotator))
              for annotator in ("writer1", "writer2")}
     assert spans["writer1"][0] <= spans["writer2"][1] and spans["writer2"][0] <= spans["writer1"][1]
+
+
+# ---------------------------------------------------------------- current-label table (migration 3)
+
+_WINDOW_STATE = """
+SELECT item_id, action, class_id, annotator, id FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY id DESC) AS rn FROM labels e
+    WHERE action != 'undo' AND NOT EXISTS (SELECT 1 FROM labels u WHERE u.undoes = e.id))
+WHERE rn = 1 ORDER BY item_id"""
+
+
+def _table_state(db) -> list[tuple]:
+    return db.execute("SELECT item_id, action, class_id, annotator, event_id FROM item_state "
+                      "ORDER BY item_id").fetchall()
+
+
+def test_item_state_is_a_table_kept_by_every_event_and_undo(db):
+    """The current label is a table updated with each event (not a window over the whole history)."""
+    kind = db.execute("SELECT type FROM sqlite_master WHERE name = 'item_state'").fetchone()[0]
+    assert kind == "table"
+    items = [add_item(db, n) for n in range(1, 9)]
+    rng = np.random.default_rng(0)
+    for step in range(400):
+        item = int(rng.choice(items))
+        who = f"a{rng.integers(3)}"
+        if rng.random() < 0.25:
+            store.undo(db, annotator=who, item_id=item if rng.random() < 0.5 else None)
+        else:
+            action = str(rng.choice(store.DECISIONS))
+            store.record_label(db, item, action, class_id=int(rng.integers(10)), annotator=who)
+        assert _table_state(db) == db.execute(_WINDOW_STATE).fetchall(), f"step {step}"
+        decided = {row[0] for row in _table_state(db)}
+        assert store.unlabeled_ids(db, "pool").tolist() == sorted(set(items) - decided), f"step {step}"
+    db.execute("UPDATE items SET split = 'holdout' WHERE id = ?", [items[0]])
+    assert {row[0] for row in db.execute("SELECT split FROM item_state WHERE item_id = ?", [items[0]])} <= {"holdout"}
+    assert items[0] not in store.unlabeled_ids(db, "pool").tolist()
+
+
+def test_migration_3_back_fills_the_current_labels_of_a_version_2_database(tmp_path: Path):
+    path = tmp_path / "labels.db"
+    raw = sqlite3.connect(path, isolation_level=None)
+    for version in (1, 2):
+        for statement in store._split_sql(store._MIGRATIONS[version]):
+            raw.execute(statement)
+    raw.execute("INSERT INTO classes (id, name, created_at) VALUES (0, 'A', 'x'), (1, 'B', 'x')")
+    for n in range(1, 4):
+        raw.execute("INSERT INTO items (id, sha256, source, original_name, pixels, created_at) "
+                    "VALUES (?, ?, 'folder', 'p', zeroblob(784), 'x')", [n, f"{n:064x}"])
+    events = [(1, 0, "confirm", None), (1, 1, "correct", None), (2, None, "skip", None),
+              (1, None, "undo", 2), (3, 0, "confirm", None), (3, None, "undo", 5)]
+    for item, cls, action, undoes in events:
+        raw.execute("INSERT INTO labels (item_id, class_id, action, annotator, undoes, created_at) "
+                    "VALUES (?, ?, ?, 'ann', ?, 'x')", [item, cls, action, undoes])
+    raw.execute("PRAGMA user_version = 2")
+    raw.close()
+    store._migrated.clear()
+    db = store.open_db(path)
+    assert store.schema_version(db) == 3
+    assert _table_state(db) == [(1, "confirm", 0, "ann", 1), (2, "skip", None, "ann", 3)]
+    assert store.unlabeled_ids(db, "pool").tolist() == [3]
+    assert store.status(db).as_dict()["labeled"] == 1
+
+
+# ---------------------------------------------------------------- browsing and history (for the UI's gallery)
+
+@pytest.fixture
+def browsed(db):
+    """12 items: pool 1-8, holdout 9-12; decisions by ann and bob; item 5 a near-duplicate of 4."""
+    ids = [add_item(db, n, split="pool" if n <= 8 else "holdout") for n in range(1, 13)]
+    db.execute("UPDATE items SET original_name = 'red_dress_' || id || '.jpg' WHERE id IN (2, 3)")
+    db.execute("UPDATE items SET original_name = '100%_cotton.jpg' WHERE id = 7")
+    db.execute("UPDATE items SET near_dup_of = 4 WHERE id = 5")
+    store.record_label(db, 1, "confirm", class_id=SNEAKER, annotator="ann")
+    store.record_label(db, 2, "confirm", class_id=BAG, annotator="ann")
+    store.record_label(db, 2, "correct", class_id=SHIRT, annotator="bob")        # current: bob's Shirt
+    store.record_label(db, 3, "skip", annotator="bob")
+    store.record_label(db, 4, "reject", annotator="ann")
+    store.record_label(db, 9, "confirm", class_id=BAG, annotator="bob")
+    store.record_label(db, 10, "confirm", class_id=BAG, annotator="ann")
+    store.undo(db, annotator="ann", item_id=10)                                 # 10 is undecided again
+    return ids
+
+
+def ids_of(rows) -> list[int]:
+    return [row["id"] for row in rows]
+
+
+def test_browse_items_filters_by_the_current_label(db, browsed):
+    assert ids_of(store.browse_items(db)) == list(range(1, 13))
+    assert ids_of(store.browse_items(db, status="unlabeled")) == [5, 6, 7, 8, 10, 11, 12]
+    assert ids_of(store.browse_items(db, status="labeled")) == [1, 2, 9]
+    assert ids_of(store.browse_items(db, status="skipped")) == [3]
+    assert ids_of(store.browse_items(db, status="rejected")) == [4]
+    assert ids_of(store.browse_items(db, class_id=SHIRT)) == [2]
+    assert ids_of(store.browse_items(db, class_id=BAG)) == [9], "an overwritten or undone label does not count"
+    assert ids_of(store.browse_items(db, annotator="bob")) == [2, 3, 9]
+    assert ids_of(store.browse_items(db, annotator="ann")) == [1, 4]
+    assert ids_of(store.browse_items(db, name_contains="RED_dress")) == [2, 3]
+    assert ids_of(store.browse_items(db, name_contains="%")) == [7], "LIKE wildcards are matched literally"
+    assert ids_of(store.browse_items(db, split="holdout")) == [9, 10, 11, 12]
+    assert ids_of(store.browse_items(db, split="holdout", status="unlabeled")) == [10, 11, 12]
+    assert ids_of(store.browse_items(db, flagged=True)) == [5]
+    assert 5 not in ids_of(store.browse_items(db, flagged=False))
+    assert ids_of(store.browse_items(db, item_ids=[12, 3, 99, 1])) == [1, 3, 12]
+    row = store.browse_items(db, item_ids=[2])[0]
+    assert {k: row[k] for k in ("action", "class_id", "class_name", "annotator", "split", "source")} == \
+        {"action": "correct", "class_id": SHIRT, "class_name": "Shirt", "annotator": "bob", "split": "pool",
+         "source": "folder"}
+    assert row["sha256"] == f"{2:064x}" and row["original_name"] == "red_dress_2.jpg" and row["created_at"]
+    unlabeled = store.browse_items(db, item_ids=[6])[0]
+    assert (unlabeled["action"], unlabeled["class_id"], unlabeled["class_name"], unlabeled["annotator"]) == \
+        (None, None, None, None)
+    with pytest.raises(StoreError, match="unknown status"):
+        store.browse_items(db, status="done")
+
+
+def test_browse_pages_by_id_and_counts_match(db, browsed):
+    pages, after = [], None
+    while page := store.browse_items(db, limit=5, after_id=after):
+        pages.append(ids_of(page))
+        after = page[-1]["id"]
+    assert pages == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12]]
+    for filters in ({}, {"status": "unlabeled"}, {"annotator": "bob"}, {"class_id": BAG}, {"flagged": True},
+                    {"split": "holdout", "status": "labeled"}, {"item_ids": [1, 2, 3]}, {"name_contains": "dress"}):
+        assert store.count_items(db, **filters) == len(store.browse_items(db, limit=100, **filters)), filters
+
+
+def test_browse_by_decision_time(db, browsed):
+    stamps = dict(db.execute("SELECT item_id, created_at FROM item_state").fetchall())
+    day = stamps[1][:10]
+    assert ids_of(store.browse_items(db, since=day, until=day)) == [1, 2, 3, 4, 9]
+    # events within one millisecond share a timestamp: expect by the stored times
+    assert ids_of(store.browse_items(db, since=stamps[3])) == sorted(i for i, at in stamps.items() if at >= stamps[3])
+    assert ids_of(store.browse_items(db, until=stamps[1])) == sorted(i for i, at in stamps.items() if at <= stamps[1])
+    assert 3 in ids_of(store.browse_items(db, since=stamps[3])) and 1 in ids_of(store.browse_items(db, until=stamps[1]))
+    assert store.browse_items(db, until="2000-01-01") == []
+    with pytest.raises(StoreError, match="bad date"):
+        store.browse_items(db, since="yesterday")
+
+
+def test_recent_decisions_newest_first_without_undone_ones(db, browsed):
+    recent = store.recent_decisions(db)
+    assert [(r["item_id"], r["action"], r["annotator"]) for r in recent] == [
+        (9, "confirm", "bob"), (4, "reject", "ann"), (3, "skip", "bob"), (2, "correct", "bob"),
+        (2, "confirm", "ann"), (1, "confirm", "ann")]
+    assert recent[3]["class_name"] == "Shirt" and recent[2]["class_name"] is None
+    assert recent[0]["original_name"] == "photo9.jpg" and "stored_path" in recent[0] and recent[0]["event_id"]
+    assert [r["item_id"] for r in store.recent_decisions(db, annotator="ann", limit=2)] == [4, 2]
+
+
+def test_decision_times_cover_every_decision_but_undos(db, browsed):
+    times = store.decision_times(db)
+    assert [who for who, _ in times] == ["ann", "ann", "bob", "bob", "ann", "bob", "ann"]
+    assert all(at[:4].isdigit() for _, at in times)
+    assert store.decision_times(db, since=times[-1][1]) == [times[-1]]
+    assert store.decision_times(db, since="2999-01-01") == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import threading
 from dataclasses import replace
 from types import SimpleNamespace
@@ -53,6 +55,8 @@ def test_first_view_shows_original_conversion_top3_and_reason(ctx):
     assert len(panel.session.queue) >= REFILL_BELOW - 1, "the next items are prefetched"
     assert "0 labeled · 0 skipped · 0 rejected · 60 unlabeled in pool" in panel.counters
     assert panel.classes == tuple(store.class_names(store.open_db(ctx.paths.db)))
+    assert "0 of 60 items labeled (0%) · 60 left in the pool" in panel.progress
+    assert "No decisions yet" in panel.history and panel.history_rows == []
 
 
 def test_why_this_item_states_the_models_numbers(ctx):
@@ -242,33 +246,146 @@ def test_undo_brings_the_item_back_and_fixes_the_counters(ctx):
     assert nothing.notice == "Nothing to undo."
 
 
-def test_grid_page_confirms_ticked_and_queues_unticked_first(ctx):
-    session = label_tab.load_view(ctx, None, as_user("ann")).session
-    shown = session.current.item_id
-    counts = np.bincount([e.predicted_class_id for e in labeling.next_items(
-        ctx.paths, annotator="probe", n=60, audit_fraction=0.0, take_lease=False)], minlength=10)
-    view = label_tab.load_grid(ctx, session, int(counts.argmax()), as_user("ann"))
-    page = session.grid
-    ids = [e.item_id for e in page]
-    assert len(page) >= 3 and shown not in ids
-    assert view.ticked["value"] == ids and len(view.gallery) == len(ids)
-    assert all(caption.startswith("✓") for _, caption in view.gallery)
-    # clicking two photos unticks them
-    ticked = view.ticked["value"]
-    for index in (0, 2):
-        view = label_tab.toggle_grid_item(ctx, session, ticked, index)
-        ticked = view.ticked
-    assert ticked == [i for i in ids if i not in (ids[0], ids[2])]
-    assert view.gallery[0][1].startswith("✗") and view.gallery[1][1].startswith("✓")
+def busiest_class(ctx: UIContext) -> int:
+    """The class the tiny model predicts most often among the unlabeled photos."""
+    probe = labeling.next_items(ctx.paths, annotator="probe", n=60, audit_fraction=0.0, take_lease=False,
+                                holdout_share=0.0)
+    return int(np.bincount([e.predicted_class_id for e in probe], minlength=10).argmax())
 
-    panel, grid = label_tab.confirm_grid(ctx, session, ticked, as_user("ann"))
-    recorded = events(ctx)
-    assert [(r[0], r[1], r[2]) for r in recorded] == [(i, "confirm", page[0].predicted_class_id) for i in ticked]
+
+def test_grid_page_confirms_exactly_the_ticked_as_the_page_class_and_moves_on(ctx, monkeypatch):
+    monkeypatch.setattr(label_tab, "GRID_SIZE", 5)
+    session = label_tab.load_view(ctx, None, as_user("ann")).session
+    held = {e.item_id for e in session.held()}
+    cls = busiest_class(ctx)
+    view = label_tab.load_grid(ctx, session, cls, as_user("ann"))
+    page = list(session.grid)
+    ids = [e.item_id for e in page]
+    assert len(page) >= 3 and not set(ids) & held, "the grid never shows what the one-by-one queue holds"
+    assert {e.predicted_class_id for e in page} == {cls}
+    assert view.ticked["value"] == ids and [c for _, c in view.ticked["choices"]] == ids
+    assert [caption for _, caption in view.gallery] == [f"#{e.item_id} · {e.confidence:.0%}" for e in page]
+    assert view.token == ",".join(map(str, ids))
+    names = store.class_names(store.open_db(ctx.paths.db))
+    assert f"photos the model calls {names[cls]}" in view.grid_notice
+
+    # untick the first and the third; the others are stored as the page's class, nothing else is
+    ticked = [i for i in ids if i not in (ids[0], ids[2])]
+    shown = session.current.item_id
+    panel, grid = label_tab.confirm_grid(ctx, session, ticked, view.token, cls, as_user("ann"))
+    assert [(r[0], r[1], r[2]) for r in events(ctx)] == [(i, "confirm", cls) for i in ticked]
+    assert ids[0] not in store.label_state(store.open_db(ctx.paths.db)), "unticked items stay unlabeled"
     assert panel.item_id == ids[0] and session.queue[0].item_id == ids[2]
     assert session.queue[1].item_id == shown, "the item that was on screen waits behind the corrections"
-    assert "grid" in session.current.strategy and "unticked on a grid page" in panel.why
-    assert f"{len(ticked)} labeled" in panel.counters
-    assert grid.gallery == [] and session.grid == []
+    assert "unticked on a grid page" in panel.why and f"{len(ticked)} labeled" in panel.counters
+    assert panel.notice.startswith(f"Confirmed {len(ticked)} items as {names[cls]}; 2 unticked items are next")
+    # auto-advance: the next page is there, without the decided or the unticked items
+    following = [e.item_id for e in session.grid]
+    assert grid.token == ",".join(map(str, following)) and grid.ticked["value"] == following
+    assert following and not set(following) & set(ids)
+
+
+def test_a_confirm_meant_for_another_page_records_nothing(ctx, monkeypatch):
+    monkeypatch.setattr(label_tab, "GRID_SIZE", 4)
+    cls = busiest_class(ctx)
+    view = label_tab.load_grid(ctx, None, cls, as_user("ann"))
+    session = view.session
+    ids = view.ticked["value"]
+    label_tab.confirm_grid(ctx, session, ids, view.token, cls, as_user("ann"))
+    assert len(events(ctx)) == len(ids)
+    # the same press again (Enter held, or a double click) while the next page is on its way
+    panel, grid = label_tab.confirm_grid(ctx, session, ids, view.token, cls, as_user("ann"))
+    assert len(events(ctx)) == len(ids) and "nothing recorded" in grid.grid_notice
+    # a crafted request naming items that are not on the page
+    with pytest.raises(gr.Error, match="not on this page: nothing recorded"):
+        label_tab.confirm_grid(ctx, session, [ids[0]], grid_token(session), cls, as_user("ann"))
+    assert len(events(ctx)) == len(ids)
+
+
+def grid_token(session) -> str:
+    return ",".join(str(e.item_id) for e in session.grid)
+
+
+def test_grid_largest_class_first_and_entering_keeps_a_loaded_page(ctx):
+    largest = busiest_class(ctx)
+    view = label_tab.enter_grid(ctx, None, label_tab.LARGEST, as_user("ann"))
+    session = view.session
+    assert session.grid and session.grid[0].predicted_class_id == largest
+    again = label_tab.enter_grid(ctx, session, label_tab.LARGEST, as_user("ann"))
+    assert again.gallery == gr.skip() and again.ticked == gr.skip(), "re-entering keeps the page and its ticks"
+    assert [e.item_id for e in session.grid] == view.ticked["value"]
+
+
+def test_similarity_order_puts_alike_rows_side_by_side():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=8), rng.normal(size=8)
+    vectors = np.array([a, b, a + 0.01, b + 0.02, a - 0.01, b - 0.01])
+    order = label_tab.similarity_order(vectors)
+    assert sorted(order) == list(range(6))
+    groups = ["a" if i % 2 == 0 else "b" for i in order]
+    assert groups in (["a"] * 3 + ["b"] * 3, ["b"] * 3 + ["a"] * 3)
+    assert label_tab.similarity_order(vectors[:2]) == [0, 1]
+
+
+def history_entries(history_html: str) -> list[tuple[str, str]]:
+    """(label, details) of each history row, newest first."""
+    return [(html.unescape(label), html.unescape(meta)) for label, meta in re.findall(
+        r'class="al-history-label">([^<]*)</span><span class="al-history-meta">([^<]*)<', history_html)]
+
+
+def test_history_lists_the_last_decisions_and_reopening_records_a_new_event(ctx):
+    panel = label_tab.load_view(ctx, None, as_user("ann"))
+    session = panel.session
+    decided = []
+    for action in ("confirm", "skip", "reject", "confirm"):
+        decided.append(session.current.item_id)
+        panel = label_tab.decide_item(ctx, session, session.current.item_id, action, None, as_user("ann"))
+    bob = label_tab.load_view(ctx, None, as_user("bob")).session
+    label_tab.decide_item(ctx, bob, bob.current.item_id, "skip", None, as_user("bob"))
+    panel = label_tab.load_view(ctx, session, as_user("ann"))
+    rows = panel.history_rows
+    assert [r["item_id"] for r in rows] == decided[::-1], "newest first, this annotator's only"
+    shown = history_entries(panel.history)
+    names = store.class_names(store.open_db(ctx.paths.db))
+    assert [label for label, _ in shown] == [names[rows[0]["class_id"]], "not a product", "skipped",
+                                             names[rows[3]["class_id"]]]
+    assert all(meta.startswith(f"#{r['item_id']} · {r['action']} · ") for (_, meta), r in zip(shown, rows))
+
+    # a click on the skipped one puts it on screen; a class key stores a new event, the old one is kept
+    skipped = rows[2]["item_id"]
+    was_next = session.current.item_id
+    panel = label_tab.reopen(ctx, session, rows, 2, as_user("ann"))
+    assert panel.item_id == skipped and "re-opened from your history" in panel.why
+    assert panel.notice.startswith(f"Re-opened #{skipped}: you stored skip at ")
+    panel = label_tab.decide_item(ctx, session, skipped, "confirm", 3, as_user("ann"))
+    db = store.open_db(ctx.paths.db)
+    stored = db.execute("SELECT action, class_id, predicted_class_id FROM labels WHERE item_id = ? ORDER BY id",
+                        [skipped]).fetchall()
+    assert [(a, c) for a, c, _ in stored] == [("skip", None), ("confirm" if stored[1][2] == 3 else "correct", 3)]
+    assert store.label_state(db)[skipped][1] == 3
+    assert panel.item_id == was_next, "then the queue goes on where it was"
+    assert [r["item_id"] for r in panel.history_rows][:2] == [skipped, decided[-1]]
+    assert history_entries(panel.history)[3][1].endswith("(changed)"), "the superseded decision says so"
+    with pytest.raises(gr.Error, match="not in your history"):
+        label_tab.reopen(ctx, session, panel.history_rows, 99, as_user("ann"))
+
+
+def test_progress_text_counts_pace_and_eta_for_the_annotator_and_everyone():
+    from datetime import datetime, timedelta, timezone
+
+    t0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+    at = lambda minutes: (t0 + timedelta(minutes=minutes)).isoformat(timespec="milliseconds")  # noqa: E731
+    decisions = ([("ann", at(m)) for m in range(31)] +              # 30 gaps of a minute: 60/h
+                 [("bob", at(m / 2)) for m in range(41)])           # 40 gaps of 30 s: 120/h
+    counts = {"items": {"pool": 400, "holdout": 40}, "labeled": 65, "unlabeled_pool": 360,
+              "labeled_per_class": {}, "skipped": 4, "rejected": 2}
+    text = label_tab.progress_text(counts, decisions, "ann", t0 + timedelta(minutes=31))
+    assert "65 of 440 items labeled (15%)" in text and "360 left in the pool" in text
+    assert "180 decisions/h (the annotators working now)" in text and "about 2.0 h of labeling left" in text
+    assert "**You (ann):** 31 decisions in the last 12 h · 60/h over 30 min of labeling" in text
+    assert "alone at this pace, the pool takes about 6.0 h" in text and "**Others:** bob 120/h" in text
+    newcomer = label_tab.progress_text(counts, decisions, "cy", t0 + timedelta(minutes=31))
+    assert "**You (cy):** 0 decisions in the last 12 h · no pace yet" in newcomer
 
 
 def test_two_annotators_get_disjoint_items_and_no_decision_is_lost(ctx):

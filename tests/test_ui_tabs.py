@@ -36,9 +36,17 @@ def refused(action: str) -> str:
     return f"ann \\(annotator\\) may not {ACTION_PHRASES[action]}"
 
 
+@pytest.fixture(autouse=True)
+def import_roots(tmp_path, monkeypatch):
+    """The server-folder box reads only ACTIVELEARN_IMPORT_ROOTS: here, the test's temporary folder."""
+    monkeypatch.setenv("ACTIVELEARN_IMPORT_ROOTS", str(tmp_path))
+
+
 def labeled_import(paths, folder, holdout_fraction=0.3):
     ctx = UIContext(paths, ROLES)
-    return import_tab.import_files(ctx, None, str(folder), True, holdout_fraction, LEAD)
+    with pytest.MonkeyPatch.context() as patch:   # also for the module-scoped `trained` home
+        patch.setenv("ACTIVELEARN_IMPORT_ROOTS", str(Path(folder).parent))
+        return import_tab.import_files(ctx, None, str(folder), True, holdout_fraction, LEAD)
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +98,8 @@ def test_import_uploads_and_server_folder_with_report_and_preview(seeded_home, p
     sources = dict(db.execute("SELECT source, COUNT(*) FROM items GROUP BY source").fetchall())
     assert sources == {"upload": 2, "archive": 2, "folder": 60}
     assert "**Added 64**" in summary and "pre-labeled from folders 60" in summary
-    assert rejected.to_dict("records") == [{"file": "broken.jpg", "reason": rejected["reason"][0]}]
-    assert rejected["reason"][0].startswith("not an image")
+    assert rejected.to_dict("records") == [{"file": "broken.jpg", "outcome": rejected["outcome"][0]}]
+    assert rejected["outcome"][0].startswith("rejected: not an image")
     assert len(gallery) == import_tab.PREVIEW_ITEMS
     preview, caption = gallery[0]
     assert preview.size == (2 * import_tab.THUMB_SIDE + 8, import_tab.THUMB_SIDE) and caption.startswith("#1 ")
@@ -101,7 +109,8 @@ def test_import_uploads_and_server_folder_with_report_and_preview(seeded_home, p
 def test_import_reimport_counts_duplicates(seeded_home, photo_folder):
     labeled_import(seeded_home, photo_folder)
     summary, rejected, gallery = labeled_import(seeded_home, photo_folder)
-    assert "**Added 0** · duplicates 60" in summary and rejected.empty and gallery == []
+    assert "**Added 0** · duplicates skipped 60" in summary and gallery == []
+    assert len(rejected) == 60 and set(rejected["outcome"]) == {"skipped: byte-identical to a photo already imported"}
 
 
 def test_lead_only_handlers_refuse_an_annotator(seeded_home, photo_folder):
@@ -123,11 +132,13 @@ def test_lead_only_handlers_refuse_an_annotator(seeded_home, photo_folder):
     assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
 
 
-def test_import_without_input_is_an_error_not_a_crash(seeded_home):
+def test_import_without_input_is_an_error_not_a_crash(seeded_home, tmp_path):
     with pytest.raises(gr.Error, match="choose files"):
         import_tab.import_files(UIContext(seeded_home), None, "  ", False, 0.1, None)
     with pytest.raises(gr.Error, match="holdout fraction"):
-        import_tab.import_files(UIContext(seeded_home), None, "/nonexistent", False, 1.5, None)
+        import_tab.import_files(UIContext(seeded_home), None, str(tmp_path), False, 1.5, None)
+    with pytest.raises(gr.Error, match="no such file or folder"):
+        import_tab.import_files(UIContext(seeded_home), None, str(tmp_path / "nonexistent"), False, 0.1, None)
 
 
 # ---------------------------------------------------------------- train
@@ -141,11 +152,13 @@ def test_training_job_polled_to_completion(trained):
     assert "v2 activated" in finished[1] or "v2 kept inactive" in finished[1]
     reason = registry.read_card(paths.models, "v2")["activation"]["reason"]
     assert reason in finished[1]  # the activation reason is shown
-    assert '<progress value="100.0"' in finished[2]
+    assert "last job 1: succeeded v2" in finished[2]   # components.job_progress, as in the header
     assert isinstance(finished[3], Figure)
     assert list(finished[4]["version"]) == ["v1", "v2"] and isinstance(finished[6], Figure)
     running = [p for p in polls if p[0] and p[0][1] == "running"]
     assert running, "the poll never saw the job running"
+    drawn = [p[2] for p in running if isinstance(p[2], str)]   # an unchanged row skips its outputs
+    assert drawn and all("<progress class='al-job-progress'" in bar for bar in drawn), "the header's bar"
     # an unchanged job row skips every display output
     again = train_tab.job_status(UIContext(paths, ROLES), finished[0])
     assert again[0] == finished[0] and all(o == gr.skip() for o in again[1:])
@@ -193,16 +206,16 @@ def test_versions_table_and_activate_roll_back(trained):
 def test_review_per_class_with_support_and_figures(trained):
     paths, _, _ = trained
     ctx = UIContext(paths)
-    summary, table, bars, heatmap, matrix = review_tab.review(ctx, "v2", "holdout")
+    summary, table, bars, heatmap = review_tab.review(ctx, "v2", "holdout")
     db = store.open_db(paths.db)
     names = store.class_names(db)
     holdout = dict(Counter(names[c] for _, c in store.labeled_holdout(db, "report")))
-    support = dict(zip(table["class"], table["In-domain holdout (report part) support"]))
+    support = dict(zip(table["class"], table["report n"]))
     assert {name: n for name, n in support.items() if n} == holdout
-    fmnist_support = table["Fashion-MNIST test support"].sum()
+    fmnist_support = table["FMNIST n"].sum()
     assert fmnist_support == registry.read_card(paths.models, "v2")["metrics"]["fmnist_test"]["n"] == 10000
-    assert isinstance(bars, Figure) and isinstance(heatmap, Figure)
-    assert matrix.iloc[:, 1:].to_numpy().sum() == sum(holdout.values())
+    assert isinstance(bars, Figure)
+    assert heatmap.data.iloc[:, 1:].to_numpy().sum() == sum(holdout.values())   # one table: the heatmap
     assert "**v2**" in summary
 
 
@@ -210,7 +223,7 @@ def test_review_per_class_with_support_and_figures(trained):
 def test_confusion_cell_gallery_holdout_and_fmnist(trained):
     paths, _, _ = trained
     ctx = UIContext(paths)
-    _, _, _, _, matrix = review_tab.review(ctx, "v2", "holdout")
+    matrix = review_tab.review(ctx, "v2", "holdout")[3].data
     counts = matrix.set_index("true \\ predicted")
     true_name, pred_name = counts.stack().idxmax()
     gallery, note = review_tab.confusion_cell(ctx, "v2", "holdout", true_name, pred_name)
@@ -218,11 +231,9 @@ def test_confusion_cell_gallery_holdout_and_fmnist(trained):
     assert all(isinstance(image, Image.Image) for image, _ in gallery)
     assert note.startswith(f"{counts.loc[true_name, pred_name]} item(s)")
     row, column = list(counts.index).index(true_name), 1 + list(counts.columns).index(pred_name)
-    true_choice, pred_choice, clicked, clicked_note = review_tab.confusion_cell_at(
-        ctx, "v2", "holdout", matrix, row, column)  # what a click on that table cell does
-    assert (true_choice.value, pred_choice.value, clicked_note) == (true_name, pred_name, note)
-    assert len(clicked) == len(gallery)
-    assert review_tab.confusion_cell_at(ctx, "v2", "holdout", matrix, row, 0) == (gr.skip(),) * 4
+    clicked, clicked_note = review_tab.confusion_cell_at(ctx, "v2", "holdout", matrix, row, column)  # a click
+    assert clicked_note == note and len(clicked.value) == len(gallery) and clicked.visible
+    assert review_tab.confusion_cell_at(ctx, "v2", "holdout", matrix, row, 0) == (gr.skip(),) * 2
     assert review_tab.confusion_cell(ctx, "v2", "holdout", "Hat", pred_name) == (
         [], "no class 'Hat' in In-domain holdout (report part) for v2")
 
@@ -265,17 +276,63 @@ def test_all_versions_side_by_side_and_holdout_sizes(trained):
     assert sizes["report"].sum() == len(store.labeled_holdout(db, "report"))
 
 
-def test_labeling_progress_counts_actions_per_annotator(seeded_home, photo_folder):
-    labeled_import(seeded_home, photo_folder)
+def test_labeling_progress_paces_annotators_and_leaves_out_folder_prelabels(seeded_home, photo_folder):
+    labeled_import(seeded_home, photo_folder)          # 60 pre-labels by "import", written in one go
     db = store.open_db(seeded_home.db)
     store.record_label(db, 1, "correct", class_id=3, annotator="alice")
     store.record_label(db, 2, "skip", annotator="alice")
-    store.undo(db, annotator="alice")
-    figure, table = review_tab.labeling_progress(UIContext(seeded_home))
-    rows = table.set_index("annotator")
-    assert rows.loc["import", "confirm"] == 60
-    assert (rows.loc["alice", ["correct", "skip", "undo", "labeled"]] == [1, 1, 1, 1]).all()
+    store.record_label(db, 3, "reject", annotator="alice")
+    store.undo(db, annotator="alice")                 # takes the reject back: item 3 is the import's again
+    ctx = UIContext(seeded_home)
+    figure, table = review_tab.labeling_progress(ctx)
+    assert list(table["annotator"]) == ["alice"], "pre-labels are not labeling work"
+    alice = table.iloc[0]
+    assert alice["decisions"] == 3 and alice["per hour"] > 0
+    assert (alice[["labeled", "skipped", "rejected"]] == [1, 1, 0]).all()   # her current labels
     assert isinstance(figure, Figure)
+    bars = figure.axes[0]
+    assert sum(patch.get_height() for patch in bars.patches) == 3 and bars.get_ylim()[0] == 0
+    goal = review_tab.goal_summary(ctx)
+    counts = store.status(db).as_dict()
+    assert goal.startswith(f"**Progress:** {counts['labeled']} of 60 items labeled")
+    assert f"{counts['unlabeled_pool']} left in the pool" in goal
+
+
+def test_confusion_heatmap_is_one_shaded_table():
+    metrics = {"per_class": {"Bag": {}, "Coat": {}, "Shirt": {}},
+               "confusion_matrix": [[8, 2, 0], [0, 0, 0], [1, 0, 1]]}
+    styled = review_tab.confusion_heatmap(metrics, [])
+    assert styled.data.iloc[:, 1:].to_numpy().tolist() == metrics["confusion_matrix"]
+    shown = gr.DataFrame(interactive=False).postprocess(styled)    # what the page receives
+    assert shown.headers == [review_tab.CORNER, "Bag", "Coat", "Shirt"]
+    display, styles = shown.metadata["display_value"], shown.metadata["styling"]
+    assert display[0][1:] == ["8", "2", ""], "zeros are blank"
+    def darkness(css: str) -> int:
+        colour = css.split("background-color: #")[1][:6]
+        return -sum(int(colour[i:i + 2], 16) for i in (0, 2, 4))
+
+    assert darkness(styles[0][1]) > darkness(styles[0][2]) > darkness(styles[1][1])   # 80% > 20% > an empty row
+    assert "color: white" in styles[0][1] and "color: black" in styles[0][2]
+    assert styles[2][1] + "; font-weight: bold" == styles[2][3]   # half and half, the same shade; diagonal bold
+
+
+def test_per_class_table_has_short_columns():
+    metrics = {"per_class": {"Bag": {"accuracy": 0.5, "f1": 0.6, "support": 4}}}
+    table = review_tab.per_class_table({"holdout": metrics, "holdout_selection": metrics, "fmnist_test": metrics})
+    assert list(table.columns) == ["class", "report acc", "report F1", "report n", "selection acc", "selection F1",
+                                   "selection n", "FMNIST acc", "FMNIST F1", "FMNIST n"]
+    assert table.iloc[0].tolist() == ["Bag", 0.5, 0.6, 4] * 1 + [0.5, 0.6, 4, 0.5, 0.6, 4]
+
+
+def test_learning_history_axis_runs_from_a_round_number_to_one():
+    figure = Figure()
+    axes = figure.subplots()
+    axes.plot([0, 1, 2], [0.931, 0.9364, 0.94])
+    train_tab.accuracy_scale(axes)
+    assert axes.get_ylim() == (0.8, 1.0), "a half-point gain does not fill the plot"
+    axes.plot([0, 1], [0.12, float("nan")])
+    train_tab.accuracy_scale(axes)
+    assert axes.get_ylim() == (0.0, 1.0)
 
 
 # ---------------------------------------------------------------- label errors queue

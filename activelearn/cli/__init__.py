@@ -4,6 +4,10 @@ Each submodule owns a group of commands and exposes ``register(subparsers)``;
 every command sets ``func(args, paths) -> int``. Heavy imports (TensorFlow)
 happen inside the handlers that need a model, so `status`, `label`, `import`
 and `export` start fast.
+
+Errors a user can act on print one line: exit code 1 when labels.db is busy
+(another process held its write lock past the timeout) or read-only, 2 when the
+command or its data is wrong.
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the CLI turns known errors into one line
         from activelearn.errors import ActiveLearnError
+        from activelearn.store import StoreBusy, StoreReadOnly
         if isinstance(exc, ActiveLearnError):
             print(f"error: {exc}", file=sys.stderr)
-            return 2
+            # 1: the command was right but labels.db could not take it now; 2: the command or data is wrong
+            return 1 if isinstance(exc, (StoreBusy, StoreReadOnly)) else 2
         raise

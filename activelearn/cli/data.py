@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import sys
@@ -45,10 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lab.add_argument("item", nargs="?", type=int, metavar="ITEM", help="item id")
     lab.add_argument("cls", nargs="?", metavar="CLASS", help="class name or id")
     lab.add_argument("--csv", type=Path, metavar="FILE",
-                     help="bulk labels: rows of item,class (header optional), all or nothing")
+                     help="bulk labels: rows of item,class (header optional, UTF-8); every row is checked "
+                          f"before any is written, then they are written {store.BULK_CHUNK} per transaction so "
+                          "annotators' decisions go on meanwhile; running the same file again (e.g. after an "
+                          "interruption) stores only the rows still missing")
     lab.add_argument("--action", choices=store.DECISIONS, default="confirm")
     lab.add_argument("--annotator", default=default_annotator(),
                      help="who decided (default: $USER or 'cli')")
+    lab.add_argument("--request-id", metavar="ID",
+                     help="store this decision once: a retry with the same ID records nothing new")
     lab.set_defaults(func=cmd_label)
 
     und = subparsers.add_parser("undo", help="revert the newest decision (of an item, or of an annotator)")
@@ -109,17 +115,12 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def cmd_label(args: argparse.Namespace, paths: Paths) -> int:
+    """One decision (refused while the item is leased to someone else), or a checked, chunked CSV."""
     db = store.open_db(paths.db)
     if args.csv is not None:
         if args.item is not None:
             raise StoreError("give either ITEM CLASS or --csv FILE, not both")
-        rows = _read_label_csv(args.csv)
-        resolved = [(item, store.resolve_class(db, name).id) for item, name in rows]
-        with store.transaction(db):
-            for item, class_id in resolved:
-                store.record_label(db, item, args.action, class_id=class_id, annotator=args.annotator)
-        print(f"recorded {len(resolved)} {args.action} event(s) from {args.csv}")
-        return 0
+        return _label_csv(db, args)
     if args.item is None:
         raise StoreError("give ITEM CLASS (or ITEM --action skip|reject), or --csv FILE")
     needs_class = args.action in ("confirm", "correct")
@@ -128,20 +129,43 @@ def cmd_label(args: argparse.Namespace, paths: Paths) -> int:
     if not needs_class and args.cls is not None:
         raise StoreError(f"{args.action} takes no CLASS")
     class_info = store.resolve_class(db, args.cls) if needs_class else None
-    event = store.record_label(db, args.item, args.action,
-                               class_id=class_info.id if class_info else None, annotator=args.annotator)
+    event = store.record_decision(db, args.item, args.action, class_id=class_info.id if class_info else None,
+                                  annotator=args.annotator, request_id=args.request_id)
     target = f" as {class_info.name}" if class_info else ""
     print(f"item {event.item_id}: {event.action}{target} (event {event.id})")
     return 0
 
 
-def _read_label_csv(path: Path) -> list[tuple[int, str]]:
-    """Rows of item,class; a first row whose item is not a number is taken as a header."""
+def _label_csv(db, args: argparse.Namespace) -> int:
+    rows, digest = _read_label_csv(args.csv)
+    if args.action in ("skip", "reject"):
+        resolved = [(item, None) for item, _ in rows]
+    else:
+        resolved = [(item, store.resolve_class(db, name).id) for item, name in rows]
+    missing = store.missing_items(db, [item for item, _ in resolved])
+    if missing:
+        raise StoreError(f"{args.csv}: {len(missing)} unknown item id(s) ({', '.join(map(str, missing[:5]))}"
+                         f"{', ...' if len(missing) > 5 else ''}), so nothing was recorded")
+    stored, repeated = store.record_labels_in_chunks(
+        db, resolved, args.action, annotator=args.annotator,
+        request_prefix=f"csv:{digest}:{args.action}:{args.annotator}")
+    again = f" ({repeated} already recorded by an earlier run of this file)" if repeated else ""
+    print(f"recorded {stored} {args.action} event(s) from {args.csv}{again}")
+    return 0
+
+
+def _read_label_csv(path: Path) -> tuple[list[tuple[int, str]], str]:
+    """(rows of item,class, sha256 of the file); a first row whose item is not a number is taken as a header."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as stream:
-            rows = [row for row in csv.reader(stream) if any(cell.strip() for cell in row)]
+        raw = path.read_bytes()
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+                         "save it as UTF-8 CSV and try again; nothing was recorded") from None
+    rows = [row for row in csv.reader(text.splitlines()) if any(cell.strip() for cell in row)]
     if rows and not rows[0][0].strip().isdigit():
         rows = rows[1:]
     parsed = []
@@ -149,7 +173,7 @@ def _read_label_csv(path: Path) -> list[tuple[int, str]]:
         if len(row) < 2 or not row[0].strip().isdigit() or not row[1].strip():
             raise StoreError(f"{path}: row {number} is not 'item,class': {','.join(row)!r}")
         parsed.append((int(row[0]), row[1].strip()))
-    return parsed
+    return parsed, hashlib.sha256(raw).hexdigest()[:16]
 
 
 def cmd_undo(args: argparse.Namespace, paths: Paths) -> int:

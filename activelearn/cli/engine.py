@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from activelearn import store
@@ -28,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share of the batch drawn at random and marked audit (default 0.1)")
     p.add_argument("--class", dest="class_filter", help="only items predicted as this class")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lease", action="store_true",
+                   help="lease the listed items to --annotator for 5 minutes, as the Label tab does, so no "
+                        "one else is served them (a CLI labeler: query --lease, then label each item)")
+    p.add_argument("--annotator", default=os.environ.get("USER") or "cli",
+                   help="who the items are for (default: $USER or 'cli'); without --lease their own "
+                        "leases do not hide items")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=query)
 
@@ -101,16 +108,16 @@ def query(args: argparse.Namespace, paths: Paths) -> int:
     class_filter = None
     if args.class_filter:
         class_filter = store.resolve_class(store.open_db(paths.db), args.class_filter).id
-    entries = next_items(paths, annotator="cli", n=args.n, strategy=args.strategy,
+    entries = next_items(paths, annotator=args.annotator, n=args.n, strategy=args.strategy,
                          class_filter=class_filter, audit_fraction=args.audit_fraction,
-                         seed=args.seed, take_lease=False)
+                         seed=args.seed, take_lease=args.lease)
     if args.json:
         print(json.dumps([e.as_dict() for e in entries], indent=2))
         return 0
     if not entries:
         print("the queue is empty: import photos or relax the filters")
     for e in entries:
-        top = ", ".join(f"{name} {p:.2f}" for name, p in e.top3)
+        top = ", ".join(f"{name} {p:.2f}" for name, p in e.top3) or "no model yet"
         print(f"item {e.item_id:>6}  {e.strategy:<16} score {e.score:.3f}  {top}")
     return 0
 

@@ -9,9 +9,9 @@ proves each file an image, `near_dups` finds near-duplicates of earlier photos, 
 
 from activelearn.ingest.importer import COMMIT_EVERY, ImportReport, ProgressCallback, import_paths
 from activelearn.ingest.near_dups import (NEAR_DUP_MAX_CANDIDATES, NEAR_DUP_MAX_DISTANCE,
-                                          NEAR_DUP_MAX_PIXEL_DISTANCE, pixel_distance)
+                                          NEAR_DUP_MIN_SIMILARITY, perceptual_hash, similarity, thumbnail)
 from activelearn.ingest.sources import IMAGE_FORMATS, ImportLimits, Rejected
 
 __all__ = ["COMMIT_EVERY", "IMAGE_FORMATS", "NEAR_DUP_MAX_CANDIDATES", "NEAR_DUP_MAX_DISTANCE",
-           "NEAR_DUP_MAX_PIXEL_DISTANCE", "ImportLimits", "ImportReport", "ProgressCallback", "Rejected",
-           "import_paths", "pixel_distance"]
+           "NEAR_DUP_MIN_SIMILARITY", "ImportLimits", "ImportReport", "ProgressCallback", "Rejected",
+           "import_paths", "perceptual_hash", "similarity", "thumbnail"]

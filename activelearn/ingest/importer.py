@@ -5,7 +5,8 @@ row (plus a pre-label from its folder, if asked) is written inside a savepoint, 
 crash can leave an orphan image file but never a half-written item. Rows are
 committed in batches because one SQLite commit per photo would halve throughput;
 the write lock is held only while a prepared batch is inserted, not while decoding.
-Between files only hashes are kept (a set of SHA-256 strings and the dHash index),
+Between files only hashes are kept (a set of SHA-256 strings, the pHash index and a
+bounded cache of thumbnails),
 so memory stays bounded for 100,000-file imports.
 
 Image copies are not fsync'ed (that costs ~2.5 ms per photo here, more than decoding):
@@ -33,7 +34,7 @@ from activelearn import store
 from activelearn.config import Paths
 from activelearn.convert import FLAG_NO_PLAIN_BACKGROUND, to_fmnist
 from activelearn.errors import ActiveLearnError, ImportRejected
-from activelearn.ingest.near_dups import NearDuplicateIndex, object_dhash
+from activelearn.ingest.near_dups import NearDuplicateIndex, as_signed64, perceptual_hash, thumbnail
 from activelearn.ingest.sources import (Candidate, ImportLimits, Rejected, count_inputs, decode,
                                         iter_inputs)
 
@@ -60,6 +61,10 @@ class ImportReport:
     rejected: list[Rejected] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     added_ids: list[int] = field(default_factory=list)
+    #: added item id -> the earlier item it is a near-duplicate of
+    near_duplicate_of: dict[int, int] = field(default_factory=dict)
+    #: files skipped as byte-identical to an item already imported
+    duplicate_files: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -88,6 +93,8 @@ def import_paths(
     limits: ImportLimits = ImportLimits(),
     progress: ProgressCallback | None = None,
     commit_every: int = COMMIT_EVERY,
+    url_lists: bool = False,
+    confine_to: Sequence[Path] | None = None,
 ) -> ImportReport:
     """Import images from folders, archives, files, URL lists or URLs into ``paths.db``.
 
@@ -101,6 +108,10 @@ def import_paths(
     new item to the holdout, as for a labeled test set) of new items, decided by ``seed``
     and the file's SHA-256 so re-imports agree, goes to the holdout split.
     ``progress(done, total)`` is called after each file; total is None when unknown.
+    A .txt / .csv input is a list of image URLs only with ``url_lists`` (else it is rejected);
+    URLs whose host resolves to a private or loopback address are refused unless
+    ``limits.allow_private_urls``. With ``confine_to``, folder walks do not follow links out
+    of those folders (the UI passes its import roots).
     """
     if not 0.0 <= holdout_fraction <= 1.0:
         raise ActiveLearnError(f"holdout fraction must be between 0 and 1 (both included), "
@@ -117,9 +128,9 @@ def import_paths(
     importer = _Importer(db, paths, report, label_from_folders=label_from_folders,
                          holdout_fraction=holdout_fraction, seed=seed, annotator=annotator,
                          limits=limits)
-    total = count_inputs(inputs) if progress is not None else None
+    total = count_inputs(inputs, url_lists) if progress is not None else None
     done = 0
-    for entry in iter_inputs(inputs, source, limits):
+    for entry in iter_inputs(inputs, source, limits, url_lists=url_lists, confine_to=confine_to):
         if isinstance(entry, Rejected):
             report.rejected.append(entry)
         else:
@@ -130,6 +141,9 @@ def import_paths(
         if progress is not None:
             progress(done, total)
     importer.flush()
+    if importer.near_dups.rehashed:
+        report.warnings.append(f"recomputed the near-duplicate hashes of {importer.near_dups.rehashed} earlier "
+                               "photos from their stored originals (once, after an upgrade)")
     report.warnings.extend(importer.folder_warnings())
     report.warnings.extend(_background_warning(report))
     return report
@@ -148,6 +162,7 @@ def _background_warning(report: ImportReport) -> list[str]:
 @dataclass(frozen=True)
 class _PendingItem:
     sha256: str
+    display_name: str
     slot: int
     near_dup_slot: int | None
     class_id: int | None
@@ -175,11 +190,6 @@ def _class_lookup(db: sqlite_utils.Database) -> dict[str, int]:
 def _in_holdout(sha256: str, seed: int, fraction: float) -> bool:
     digest = hashlib.sha256(f"{seed}:{sha256}".encode()).digest()
     return int.from_bytes(digest[:8], "big") < fraction * 2.0 ** 64
-
-
-def _signed64(value: int) -> int:
-    """SQLite integers are signed 64-bit; dHashes are unsigned."""
-    return value - (1 << 64) if value >= (1 << 63) else value
 
 
 def _store_original(paths: Paths, sha256: str, image_format: str, data: bytes) -> Path:
@@ -211,7 +221,7 @@ class _Importer:
         self.annotator, self.limits = annotator, limits
         self.classes = _class_lookup(db) if label_from_folders else {}
         self.known_sha = {row[0] for row in db.execute("SELECT sha256 FROM items")}
-        self.near_dups = NearDuplicateIndex(db)
+        self.near_dups = NearDuplicateIndex(db, paths.home)
         self.pending: list[_PendingItem] = []
         self.unlabeled_folders: Counter = Counter()
 
@@ -220,6 +230,7 @@ class _Importer:
         sha256 = hashlib.sha256(candidate.data).hexdigest()
         if sha256 in self.known_sha:
             self.report.duplicates += 1
+            self.report.duplicate_files.append(candidate.display_name)
             return
         try:
             decoded = decode(candidate.data, self.limits)
@@ -227,14 +238,15 @@ class _Importer:
             self.report.rejected.append(Rejected(candidate.display_name, str(exc)))
             return
         conversion = to_fmnist(decoded.image)
-        image_hash = object_dhash(decoded.image, conversion)
-        near_dup_slot = self.near_dups.find(image_hash, conversion.pixels)
+        image_hash, thumb = perceptual_hash(decoded.image), thumbnail(decoded.image)
+        near_dup_slot = self.near_dups.find(image_hash, thumb)
         stored = _store_original(self.paths, sha256, decoded.format, candidate.data)
         self.known_sha.add(sha256)
         split = "holdout" if _in_holdout(sha256, self.seed, self.holdout_fraction) else "pool"
-        slot = self.near_dups.add(image_hash, conversion.pixels)
+        slot = self.near_dups.add(image_hash, thumb)
         self.pending.append(_PendingItem(
             sha256=sha256,
+            display_name=candidate.display_name,
             slot=slot,
             near_dup_slot=near_dup_slot,
             class_id=self._class_of(candidate.folder),
@@ -243,7 +255,7 @@ class _Importer:
                 sha256=sha256, source=candidate.source, original_name=candidate.original_name,
                 stored_path=stored.relative_to(self.paths.home).as_posix(),
                 width=decoded.width, height=decoded.height, format=decoded.format, split=split,
-                pixels=np.ascontiguousarray(conversion.pixels), dhash=_signed64(image_hash),
+                pixels=np.ascontiguousarray(conversion.pixels), dhash=as_signed64(image_hash),
                 flags=",".join(conversion.flags)),
         ))
 
@@ -278,19 +290,21 @@ class _Importer:
                     # another import added the same file since this one started
                     self.near_dups.set_item_id(item.slot, existing[0])
                     self.report.duplicates += 1
+                    self.report.duplicate_files.append(item.display_name)
                     continue
                 if item.class_id is not None:
                     store.record_label(self.db, item_id, "confirm", class_id=item.class_id,
                                        annotator=self.annotator)
                 self.db.execute("RELEASE import_item")
                 self.near_dups.set_item_id(item.slot, item_id)
-                added.append((item_id, item, near_dup_of is not None))
+                added.append((item_id, item, near_dup_of))
         self.pending.clear()
-        self.near_dups.committed()
-        for item_id, item, near_dup in added:  # counted only once committed
+        for item_id, item, near_dup_of in added:  # counted only once committed
             self.report.added += 1
             self.report.added_ids.append(item_id)
-            self.report.near_duplicates += near_dup
+            if near_dup_of is not None:
+                self.report.near_duplicates += 1
+                self.report.near_duplicate_of[item_id] = near_dup_of
             self.report.labeled += item.class_id is not None
             self.report.no_plain_background += item.no_plain_background
 

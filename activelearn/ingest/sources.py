@@ -11,16 +11,17 @@ import goes on.
 from __future__ import annotations
 
 import csv
+import http.client
 import io
+import ipaddress
 import os
 import re
 import socket
+import ssl
 import stat
 import tarfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +41,10 @@ Image.init()
 #: file) and dozens of legacy formats; none is a product photo, all widen the attack surface.
 IMAGE_FORMATS = tuple(f for f in ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO", "AVIF") if f in Image.OPEN)
 _MB = 1024 * 1024
+#: Set to 1 to let URL imports reach private, loopback and link-local addresses (e.g. an intranet server).
+ALLOW_PRIVATE_URLS_ENV = "ACTIVELEARN_ALLOW_PRIVATE_URLS"
+#: The folders (os.pathsep-separated) the UI's server-folder box may read; default <home>/data/incoming.
+IMPORT_ROOTS_ENV = "ACTIVELEARN_IMPORT_ROOTS"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,10 @@ class ImportLimits:
     #: Seconds allowed for a whole URL download, so a server dripping bytes cannot stall the import.
     url_total_s: float = 60.0
     max_url_bytes: int = 25 * _MB
+    #: Fetch URLs whose host resolves to loopback, private or link-local addresses (off: the
+    #: server would otherwise fetch from, and probe, its own network for whoever types a URL).
+    #: ACTIVELEARN_ALLOW_PRIVATE_URLS=1 in the environment allows them too.
+    allow_private_urls: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,11 +119,15 @@ def _input_kind(text: str) -> str:
     return "file"
 
 
-def iter_inputs(inputs: Sequence[str | os.PathLike], source: str | None,
-                limits: ImportLimits) -> Iterator[Candidate | Rejected]:
+def iter_inputs(inputs: Sequence[str | os.PathLike], source: str | None, limits: ImportLimits, *,
+                url_lists: bool = False, confine_to: Sequence[Path] | None = None,
+                ) -> Iterator[Candidate | Rejected]:
     """Every file of every input, lazily, as a candidate or a rejection.
 
-    ``source`` overrides the recorded source; by default it follows the input kind.
+    ``source`` overrides the recorded source; by default it follows the input kind. A .txt
+    or .csv is read as a list of URLs only with ``url_lists``: an uploaded text file is not
+    a reason to start downloading. With ``confine_to``, a folder walk does not follow a
+    link to a file outside those folders.
     """
     budget = _Budget(limits.max_import_bytes)
     try:
@@ -125,14 +138,17 @@ def iter_inputs(inputs: Sequence[str | os.PathLike], source: str | None,
             if kind == "url":
                 yield from _iter_urls([text], source or "url", limits, budget)
             elif kind == "folder":
-                yield from _iter_folder(path, source or "folder", limits, budget)
+                yield from _iter_folder(path, source or "folder", limits, budget, confine_to)
             elif kind == "missing":
                 yield Rejected(text, "no such file or folder")
             elif kind in ("zip", "tar"):
                 members = _zip_members(path) if kind == "zip" else _tar_members(path)
                 yield from _iter_archive(path, members, source or "archive", limits, budget)
-            elif kind == "url-list":
+            elif kind == "url-list" and url_lists:
                 yield from _iter_url_list(path, source or "url", limits, budget)
+            elif kind == "url-list":
+                yield Rejected(text, "a .txt or .csv file is not a photo; it is read as a list of image URLs "
+                                     "only in URL-list mode")
             else:
                 yield _read_local_file(path, text, path.name, source or "upload", limits, budget)
     except _ImportBudgetSpent as spent:
@@ -140,7 +156,29 @@ def iter_inputs(inputs: Sequence[str | os.PathLike], source: str | None,
                        "reached: this and later files were not imported")
 
 
-def count_inputs(inputs: Sequence[str | os.PathLike]) -> int | None:
+def within_roots(text: str, roots: Sequence[Path]) -> Path:
+    """The real path of a server folder or archive a user typed, if it lies under one of ``roots``.
+
+    Links are resolved first, so neither ``..`` nor a symlink leads out. Raises ImportRejected
+    with one sentence otherwise.
+    """
+    resolved = Path(text).expanduser().resolve()
+    real_roots = [Path(root).expanduser().resolve() for root in roots]
+    if not any(resolved == root or root in resolved.parents for root in real_roots):
+        raise ImportRejected(f"{text} is not in an import folder: put the photos under "
+                             f"{' or '.join(str(r) for r in real_roots)} (the folders {IMPORT_ROOTS_ENV} names)")
+    if not resolved.exists():
+        raise ImportRejected(f"{text}: no such file or folder")
+    return resolved
+
+
+def import_roots(default: Path) -> list[Path]:
+    """The folders the server-folder box may read: ACTIVELEARN_IMPORT_ROOTS (os.pathsep-separated), else default."""
+    configured = [part for part in os.environ.get(IMPORT_ROOTS_ENV, "").split(os.pathsep) if part.strip()]
+    return [Path(part).expanduser() for part in configured] or [default]
+
+
+def count_inputs(inputs: Sequence[str | os.PathLike], url_lists: bool = False) -> int | None:
     """How many files the walk will visit, when that is cheap to know (not for tar streams)."""
     total = 0
     for item in inputs:
@@ -160,7 +198,7 @@ def count_inputs(inputs: Sequence[str | os.PathLike]) -> int | None:
                 total += 1
         elif kind == "tar":
             return None
-        elif kind == "url-list":
+        elif kind == "url-list" and url_lists:
             try:
                 total += sum(1 for _ in _read_url_list(path))
             except (OSError, UnicodeDecodeError, csv.Error):
@@ -194,15 +232,21 @@ def _skipped_name(name: str) -> bool:
 
 # ---------------------------------------------------------------- local files
 
-def _iter_folder(root: Path, source: str, limits: ImportLimits,
-                 budget: _Budget) -> Iterator[Candidate | Rejected]:
+def _iter_folder(root: Path, source: str, limits: ImportLimits, budget: _Budget,
+                 confine_to: Sequence[Path] | None = None) -> Iterator[Candidate | Rejected]:
     """Walk in sorted order (stable reports); symlinked folders are not followed (no loops)."""
+    real_roots = [Path(r).resolve() for r in confine_to] if confine_to is not None else None
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not _skipped_name(d))
         for name in sorted(files):
             if _skipped_name(name):
                 continue
             path = Path(folder) / name
+            if real_roots is not None and path.is_symlink():
+                target = path.resolve()
+                if not any(target == r or r in target.parents for r in real_roots):
+                    yield Rejected(str(path), "link to a file outside the import folders refused")
+                    continue
             yield _read_local_file(path, str(path), path.relative_to(root).as_posix(), source,
                                    limits, budget)
 
@@ -414,17 +458,7 @@ def _read_url_list(path: Path) -> Iterator[str]:
                 yield row[column].strip()
 
 
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to http(s): a list of URLs must not reach file:// or ftp://."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
-        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
-            raise urllib.error.HTTPError(newurl, code, f"redirect to a non-http URL refused: {newurl}",
-                                         headers, fp)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-_opener = urllib.request.build_opener(_HttpOnlyRedirects)
+_MAX_REDIRECTS = 5
 
 
 def _iter_urls(urls: Sequence[str], source: str, limits: ImportLimits,
@@ -439,33 +473,145 @@ def _iter_urls(urls: Sequence[str], source: str, limits: ImportLimits,
         yield Candidate(url, url, source, None, data)
 
 
-def _fetch(url: str, limits: ImportLimits) -> bytes:
-    """Download one URL into memory, enforcing the scheme, timeouts and a byte cap while streaming."""
-    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
-        raise ImportRejected("only http and https URLs are fetched")
-    request = urllib.request.Request(url, headers={"User-Agent": f"activelearn/{__version__}"})
-    deadline = time.monotonic() + limits.url_total_s
+def _public_address(address: str) -> bool:
+    """A globally routable unicast address: not loopback, private, link-local, shared, reserved or multicast."""
+    ip = ipaddress.ip_address(address.split("%")[0])   # an IPv6 scope id ("fe80::1%eth0") is not part of it
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped                             # ::ffff:127.0.0.1 is 127.0.0.1
+    return ip.is_global and not ip.is_multicast
+
+
+def _resolve(host: str, port: int, limits: ImportLimits) -> list[tuple]:
+    """Every address of host; all must be public unless private URLs are allowed (no DNS-rebinding gap:
+    the connection then goes to one of these, not to a second lookup)."""
     try:
-        with _opener.open(request, timeout=limits.url_timeout_s) as response:
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > limits.max_url_bytes:
-                raise ImportRejected(_too_large(int(declared), limits.max_url_bytes))
-            chunks, received = [], 0
-            while chunk := response.read(64 * 1024):
-                received += len(chunk)
-                if received > limits.max_url_bytes:
-                    raise ImportRejected(f"download too large: over the {_size(limits.max_url_bytes)} limit")
-                if time.monotonic() > deadline:
-                    raise ImportRejected(f"download took longer than {limits.url_total_s:g} s")
-                chunks.append(chunk)
-    except urllib.error.HTTPError as exc:
-        raise ImportRejected(f"download failed: HTTP {exc.code} {exc.reason}") from exc
-    except urllib.error.URLError as exc:
-        raise ImportRejected(f"download failed: {exc.reason}") from exc
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ImportRejected(f"download failed: cannot resolve {host}") from exc
+    allowed = limits.allow_private_urls or os.environ.get(ALLOW_PRIVATE_URLS_ENV) == "1"
+    if not allowed and not all(_public_address(info[4][0]) for info in infos):
+        raise ImportRejected(f"{host} is on a private, loopback or link-local network: such addresses are "
+                             f"not fetched unless {ALLOW_PRIVATE_URLS_ENV}=1 allows them")
+    return infos
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to an address resolved (and checked) beforehand, not to whatever the name resolves to now."""
+
+    def __init__(self, host: str, port: int, address: tuple, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection(self._address[:2], self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: tuple, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self._address, self._tls = address, ssl.create_default_context()
+
+    def connect(self) -> None:
+        raw = socket.create_connection(self._address[:2], self.timeout)
+        self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+
+
+def _connect(url: str, limits: ImportLimits, deadline: float) -> http.client.HTTPConnection:
+    """An open connection to the URL's host, after checking its scheme and every address it resolves to."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ImportRejected("only http and https URLs are fetched")
+    try:
+        host, port = parts.hostname, parts.port or (443 if scheme == "https" else 80)
+    except ValueError as exc:
+        raise ImportRejected("download failed: malformed URL") from exc
+    if not host:
+        raise ImportRejected("download failed: the URL names no host")
+    infos = _resolve(host, port, limits)
+    kind = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
+    # one sentence for every way a connection fails: which of them it was would tell whether a port is open
+    failure = ImportRejected(f"download failed: could not connect to {host}")
+    for info in infos:
+        timeout = min(limits.url_timeout_s, deadline - time.monotonic())
+        if timeout <= 0:
+            raise ImportRejected(f"download took longer than {limits.url_total_s:g} s")
+        connection = kind(host, port, info[4], timeout)
+        try:
+            connection.connect()
+            return connection
+        except (OSError, ssl.SSLError):
+            connection.close()
+    raise failure
+
+
+def _fetch(url: str, limits: ImportLimits) -> bytes:
+    """Download one URL into memory: checked addresses, redirects re-checked, a byte cap and a total deadline.
+
+    The deadline bounds every read (the socket timeout is what is left of it), so a server
+    dripping a byte at a time is cut at ``url_total_s`` however often it sends.
+    """
+    deadline = time.monotonic() + limits.url_total_s
+    for _ in range(_MAX_REDIRECTS + 1):
+        connection = _connect(url, limits, deadline)
+        sock = connection.sock   # kept: http.client drops connection.sock once a response will close it
+        try:
+            parts = urllib.parse.urlsplit(url)
+            target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+            try:
+                connection.request("GET", target, headers={"User-Agent": f"activelearn/{__version__}",
+                                                           "Accept-Encoding": "identity"})
+                _limit_wait(sock, limits, deadline)
+                response = connection.getresponse()
+            except (TimeoutError, socket.timeout) as exc:
+                raise _timed_out(limits, deadline) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                raise ImportRejected(f"download failed: no valid HTTP response from {parts.hostname}") from exc
+            if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
+                url = urllib.parse.urljoin(url, response.getheader("Location"))
+                continue
+            if response.status != 200:
+                raise ImportRejected(f"download failed: HTTP {response.status} {response.reason}")
+            return _read_body(sock, response, limits, deadline)
+        finally:
+            connection.close()
+    raise ImportRejected(f"download failed: more than {_MAX_REDIRECTS} redirects")
+
+
+def _limit_wait(sock: socket.socket, limits: ImportLimits, deadline: float) -> None:
+    """Before each blocking read: wait at most url_timeout_s, and never past the deadline."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _timed_out(limits, deadline)
+    sock.settimeout(min(limits.url_timeout_s, left))
+
+
+def _timed_out(limits: ImportLimits, deadline: float) -> ImportRejected:
+    if time.monotonic() >= deadline - 0.05:
+        return ImportRejected(f"download took longer than {limits.url_total_s:g} s")
+    return ImportRejected(f"download timed out: nothing received for {limits.url_timeout_s:g} s")
+
+
+def _read_body(sock: socket.socket, response: http.client.HTTPResponse,
+               limits: ImportLimits, deadline: float) -> bytes:
+    declared = response.getheader("Content-Length")
+    if declared and declared.isdigit() and int(declared) > limits.max_url_bytes:
+        raise ImportRejected(_too_large(int(declared), limits.max_url_bytes))
+    chunks, received = [], 0
+    try:
+        while True:
+            _limit_wait(sock, limits, deadline)
+            chunk = response.read1(64 * 1024)   # what has arrived, not a full 64 KB: each read is bounded
+            if not chunk:
+                break
+            received += len(chunk)
+            if received > limits.max_url_bytes:
+                raise ImportRejected(f"download too large: over the {_size(limits.max_url_bytes)} limit")
+            chunks.append(chunk)
     except (TimeoutError, socket.timeout) as exc:
-        raise ImportRejected(f"download timed out after {limits.url_timeout_s:g} s") from exc
-    except (OSError, ValueError) as exc:  # connection reset, malformed URL or response
-        raise ImportRejected(f"download failed: {exc}") from exc
+        raise _timed_out(limits, deadline) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise ImportRejected("download failed: the connection broke off") from exc
     return b"".join(chunks)
 
 

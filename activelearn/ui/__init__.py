@@ -1,9 +1,14 @@
-"""The Gradio app: a header (user, model, counts, job progress) over five tabs.
+"""The Gradio app: a header (user, model, counts, job progress) over the tabs.
 
-`build_app` lays the page out; `launch_app` serves it (auth, the image
-folder Gradio may serve; the Label tab brings its own keyboard shortcuts); `start_seed_if_needed` starts
-the seed training on a home with no model, so a first launch shows progress
+`build_app` lays the page out; `launch_app` serves it (auth, the folders Gradio
+may serve; the Label tab brings its own keyboard shortcuts); `start_seed_if_needed`
+starts the seed training on a home with no model, so a first launch shows progress
 instead of an error (and a lead gets a Retry button when that training failed).
+
+Every tab follows one contract (activelearn.ui.context): `build(ctx)` inside its
+gr.Tab, the page in `ctx.page`. Each tab is shown only to the roles that may use
+it (TABS): an annotator sees Label, Browse and a read-only Review, not Import,
+Train or Export; the handlers refuse them anyway.
 Nothing here reaches the internet: fonts are Gradio's bundled ones, analytics
 are off and there is no share link.
 """
@@ -21,15 +26,16 @@ from activelearn import jobs, registry, store  # noqa: E402
 from activelearn.config import Paths  # noqa: E402
 from activelearn.errors import ActiveLearnError, JobError  # noqa: E402
 from activelearn.jobs import Job  # noqa: E402
-from activelearn.ui import export_tab, import_tab, label_tab, review_tab, train_tab  # noqa: E402
-from activelearn.ui.auth import User, password_checker  # noqa: E402
-from activelearn.ui.context import UIContext  # noqa: E402
+from activelearn.ui import browse_tab, export_tab, import_tab, label_tab, review_tab, train_tab  # noqa: E402
+from activelearn.ui.auth import User  # noqa: E402
+from activelearn.ui.components import job_progress  # noqa: E402
+from activelearn.ui.context import PERMISSIONS, ROLES, Page, UIContext  # noqa: E402
+from activelearn.ui.security import launch_options  # noqa: E402
 
-#: Tabs after Label: (title, module exposing build(ctx)).
-OTHER_TABS = (("Import", import_tab), ("Train", train_tab), ("Review", review_tab), ("Export", export_tab))
+#: The tabs in order: (title, module with build(ctx), the action a role must be allowed to see the tab).
+TABS = (("Label", label_tab, "label"), ("Browse", browse_tab, "label"), ("Import", import_tab, "import"),
+        ("Train", train_tab, "train"), ("Review", review_tab, "review"), ("Export", export_tab, "export"))
 HEADER_POLL_S = 2.0
-#: A failed job's message is cut to this many characters in the header (the full text is a tooltip).
-FAILURE_CHARS = 160
 
 CSS = """
 #al-header { padding: 6px 10px; border-radius: 8px; background: var(--block-background-fill); }
@@ -38,6 +44,8 @@ CSS = """
 #al-header .al-warn { color: var(--error-text-color, #b91c1c); }
 #al-preview img { image-rendering: pixelated; }
 #al-gallery .caption-label { font-size: 0.9em; }
+/* table headers wrap between words, never inside one ("versio|n") */
+.table-wrap th .header { word-break: normal; overflow-wrap: normal; }
 """
 
 
@@ -70,30 +78,6 @@ def retry_seed(ctx: UIContext, request: gr.Request | None) -> tuple[str, dict]:
     return header_html(ctx, request), gr.update(visible=seed_retry_visible(ctx, request))
 
 
-def job_line(job: Job | None, *, seeding: bool) -> str:
-    """The job part of the header: a progress bar polled from the job row, or the last outcome."""
-    if job is None:
-        return ""
-    if job.active:
-        if job.kind == jobs.EMBED:
-            what = f"embedding photos with {job.params.get('backbone', 'the backbone')}"
-        else:
-            what = "training " + ("the seed model" if seeding else f"a new model ({job.params.get('mode', 'finetune')})")
-        detail = label_tab.job_progress(job)
-        if job.eta_s:
-            detail += f", about {job.eta_s:.0f} s left"
-        return (f"<span>{html.escape(what)} (job {job.id}): {html.escape(detail)} "
-                f"<progress id='al-job-progress' max='1' value='{job.fraction_done:.4f}'></progress> "
-                f"<span id='al-job-percent'>{job.fraction_done:.0%}</span></span>")
-    if job.status == "failed":
-        message = job.message or ""
-        # the seed's failure is what to fix before anything works (e.g. where to put Fashion-MNIST): whole
-        short = message if seeding or len(message) <= FAILURE_CHARS else message[:FAILURE_CHARS] + "… (hover for all)"
-        return (f"<span class='al-warn' title='{html.escape(message, quote=True)}'>"
-                f"job {job.id} failed: {html.escape(short)}</span>")
-    return f"<span>last job {job.id}: {html.escape(job.status)} {html.escape(job.version or '')}</span>"
-
-
 def header_html(ctx: UIContext, request: gr.Request | None) -> str:
     """Who is working, on which model, with how much data, and any training in progress."""
     db = store.open_db(ctx.paths.db)
@@ -108,7 +92,7 @@ def header_html(ctx: UIContext, request: gr.Request | None) -> str:
     return (f"<div class='al-row'><span>user <b>{html.escape(ctx.user(request))}</b> "
             f"({html.escape(ctx.role(request))})</span><span>{model}</span>"
             f"<span>{items:,} items · {counts['labeled']:,} labeled · {counts['unlabeled_pool']:,} "
-            f"unlabeled</span>{''.join(job_line(job, seeding=version is None) for job in shown)}</div>")
+            f"unlabeled</span>{''.join(job_progress(job, seeding=version is None) for job in shown)}</div>")
 
 
 def _kind(ctx: UIContext, version: str) -> str:
@@ -122,17 +106,20 @@ def _kind(ctx: UIContext, version: str) -> str:
 
 def build_app(paths: Paths, roles: dict[str, str]) -> gr.Blocks:
     """The whole page; `roles` maps user -> role (empty: single local user, a lead)."""
-    ctx = UIContext(paths, dict(roles))
     store.open_db(paths.db)  # create or migrate before any tab reads it
     with gr.Blocks(title="activelearn") as demo:
         header = gr.HTML(elem_id="al-header")
+        # with logins, what a role may not use stays hidden until the page knows who loaded it
+        ctx = UIContext(paths, dict(roles), Page(demo, header, lambda request: header_html(ctx, request),
+                                                 hide_until_load=bool(roles)))
         retry = gr.Button("Retry the seed training", visible=False, size="sm", elem_id="al-retry-seed")
         with gr.Tabs():
-            with gr.Tab("Label", id="label", elem_id="al-tab-label"):
-                label_tab.build(ctx, demo)
-            for title, module in OTHER_TABS:
-                with gr.Tab(title, id=title.lower(), elem_id=f"al-tab-{title.lower()}"):
+            for title, module, action in TABS:
+                with gr.Tab(title, id=title.lower(), elem_id=f"al-tab-{title.lower()}") as tab:
+                    ctx.page.tab = tab
                     module.build(ctx)
+                if set(PERMISSIONS[action]) != set(ROLES):   # a tab not every role may use
+                    ctx.page.only_for(action, tab)
 
         def on_header(request: gr.Request):
             return header_html(ctx, request)
@@ -143,7 +130,12 @@ def build_app(paths: Paths, roles: dict[str, str]) -> gr.Blocks:
         def on_retry(request: gr.Request):
             return retry_seed(ctx, request)
 
+        def on_roles(request: gr.Request):
+            return [gr.update(visible=ctx.allowed(request, action)) for _, action in ctx.page.gated]
+
         demo.load(on_header, None, header, api_name="header", show_progress="hidden")
+        demo.load(on_roles, None, [block for block, _ in ctx.page.gated], api_visibility="private",
+                  show_progress="hidden")
         timer = gr.Timer(HEADER_POLL_S)
         timer.tick(on_header, None, header, api_visibility="private", show_progress="hidden")
         for event in (demo.load, timer.tick):
@@ -154,11 +146,8 @@ def build_app(paths: Paths, roles: dict[str, str]) -> gr.Blocks:
 
 def launch_app(app: gr.Blocks, paths: Paths, users: list[User], *, host: str = "127.0.0.1",
                port: int = 7860, prevent_thread_lock: bool = False, quiet: bool = False) -> tuple:
-    """Serve the app: Gradio login when users are given, local files limited to the image store."""
+    """Serve the app: Gradio login when users are given; files, uploads and logins as ui.security limits them."""
     return app.launch(
         server_name=host, server_port=port, share=False, prevent_thread_lock=prevent_thread_lock,
-        auth=password_checker(users) if users else None,
-        auth_message="activelearn: log in with the user name and password your lead gave you.",
-        allowed_paths=[str(paths.images), str(paths.data / "exports")], css=CSS, ssr_mode=False,
-        footer_links=["api"], show_error=True, quiet=quiet, enable_monitoring=False, mcp_server=False,
+        **launch_options(app, paths, users), css=CSS, ssr_mode=False, footer_links=["api"], show_error=True, quiet=quiet, enable_monitoring=False, mcp_server=False,
     )

@@ -15,9 +15,10 @@ from pathlib import Path
 import gradio as gr
 
 from activelearn import store
-from activelearn.errors import ActiveLearnError
 from activelearn.export import CARD_NAME, FORMATS, ExportFilters, export_dataset
+from activelearn.ui.components import annotators, user_error, user_errors
 from activelearn.ui.context import UIContext
+from activelearn.ui.security import downloadable
 
 _SUFFIX = {"imagefolder": ".zip", "fmnist": ".zip", "csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
 
@@ -41,8 +42,7 @@ def _card_text(card: Path) -> str:
 
 
 def annotator_choices(ctx: UIContext) -> list[str]:
-    db = store.open_db(ctx.paths.db)
-    return [row[0] for row in db.execute("SELECT DISTINCT annotator FROM labels ORDER BY annotator")]
+    return annotators(store.open_db(ctx.paths.db))
 
 
 def export(ctx: UIContext, fmt: str, classes: list[str] | None, only_human_confirmed: bool,
@@ -52,7 +52,7 @@ def export(ctx: UIContext, fmt: str, classes: list[str] | None, only_human_confi
     """Export with the chosen filters; returns (files to download, summary, dataset card). Lead only."""
     ctx.require(request, "export")
     if fmt not in FORMATS:
-        raise gr.Error(f"choose a format: {', '.join(FORMATS)}", print_exception=False)
+        raise user_error(f"choose a format: {', '.join(FORMATS)}")
     filters = ExportFilters(classes=tuple(classes or ()), only_human_confirmed=bool(only_human_confirmed),
                             exclude_label_errors=bool(exclude_label_errors), annotator=annotator or None,
                             since=(since or "").strip() or None, until=(until or "").strip() or None,
@@ -63,11 +63,10 @@ def export(ctx: UIContext, fmt: str, classes: list[str] | None, only_human_confi
             progress((done, total), desc="exporting", unit="items")
 
     out = export_target(ctx.paths.data / "exports", fmt)
-    try:
+    with user_errors():
         result = export_dataset(ctx.paths, fmt, out, filters=filters, progress=report_progress)
-    except ActiveLearnError as exc:
-        raise gr.Error(str(exc), print_exception=False) from exc
-    files = [str(result.path)] + ([] if result.card == result.path else [str(result.card)])
+    # exports are not in allowed_paths (annotators must not fetch them): hand out links in a temp folder
+    files = downloadable([result.path] + ([] if result.card == result.path else [result.card]))
     per_split = ", ".join(f"{split} {sum(c.values())}" for split, c in result.counts.items())
     summary = [f"**Exported {result.total} items** ({per_split}) to `{result.path}`"]
     summary += [f"- warning: {w}" for w in result.warnings]
@@ -93,7 +92,7 @@ def build(ctx: UIContext) -> None:
         until = gr.Textbox(label="Decided until", placeholder="YYYY-MM-DD")
     run = gr.Button("Export", variant="primary")
     summary = gr.Markdown()
-    download = gr.File(label="Download", file_count="multiple", interactive=False)
+    download = gr.File(label="Download", file_count="multiple", interactive=False, height=110)
     card = gr.Markdown(label="Dataset card")
 
     def on_export(fmt, classes, only_human, exclude_errors, annotator, since, until, include_holdout,

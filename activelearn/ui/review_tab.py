@@ -5,31 +5,41 @@ uses too: Fashion-MNIST test metrics from the version's card (the test set
 never changes), in-domain holdout metrics computed now from the version's
 cached scores over the items labeled in the holdout's report part (the part no
 decision looks at), so a seed CNN and a photo model are compared on the same
-items. Clicking a confusion-matrix cell shows the images behind the count, so
-a lead sees *what* a version confuses.
+items. The confusion matrix is one table shaded as a heatmap: clicking a cell
+shows the images behind the count, so a lead sees *what* a version confuses.
+
+The tab opens on the active version with its results shown, and on labeling
+progress toward the end of the pool (activelearn.progress). Everyone may read
+it; the label-error queue, which changes labels, is shown to leads only.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import gradio as gr
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps, colors
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
+from pandas.io.formats.style import Styler
 
-from activelearn import holdout, label_issues, registry, reports, store
-from activelearn.errors import ActiveLearnError
+from activelearn import holdout, label_issues, progress, registry, reports, store
 from activelearn.evaluate import compare_metrics
+from activelearn.ui.components import conversion_image, item_preview, user_error, user_errors
 from activelearn.ui.context import UIContext
-from activelearn.ui.import_tab import conversion_image, item_preview
 
 SPLITS = {"holdout": "In-domain holdout (report part)", "holdout_selection": "In-domain holdout (selection part)",
           "fmnist_test": "Fashion-MNIST test"}
+#: Column prefixes of the per-class table: short, so ten columns fit the page.
+SHORT = {"holdout": "report", "holdout_selection": "selection", "fmnist_test": "FMNIST"}
+SHORT_LEGEND = ("report = in-domain holdout, the part no decision looks at · selection = the part the "
+                "activation rule uses · FMNIST = Fashion-MNIST test · n = items of the class")
+CORNER = "true \\ predicted"
 MAX_GALLERY = 60
-EVENT_ACTIONS = ("confirm", "correct", "skip", "reject", "undo")
-
-
-def _shown(exc: ActiveLearnError) -> gr.Error:
-    return gr.Error(str(exc), print_exception=False)
+#: Current-label states counted per annotator in the progress table (store.BROWSE_STATUSES but unlabeled).
+STATE_COLUMNS = {"labeled": "labeled", "skipped": "skipped", "rejected": "rejected"}
 
 
 def _version(ctx: UIContext, version: str | None) -> str:
@@ -73,60 +83,73 @@ def versions_side_by_side(ctx: UIContext) -> tuple[pd.DataFrame, Figure | None]:
 # ---------------------------------------------------------------- per-class view
 
 def per_class_table(metrics_by_split: dict[str, dict]) -> pd.DataFrame:
-    """One row per class: accuracy, F1 and support on each split."""
+    """One row per class: accuracy, F1 and support (n) on each split, under short column names (SHORT)."""
     names = list(dict.fromkeys(name for m in metrics_by_split.values() for name in m.get("per_class", {})))
     rows = []
     for name in names:
         row: dict = {"class": name}
         for split, metrics in metrics_by_split.items():
             entry = metrics.get("per_class", {}).get(name, {})
-            label = SPLITS[split]
-            row[f"{label} acc"] = None if entry.get("accuracy") is None else round(entry["accuracy"], 4)
-            row[f"{label} F1"] = None if not entry.get("support") else round(entry["f1"], 4)
-            row[f"{label} support"] = entry.get("support", 0)
+            label = SHORT[split]
+            row[f"{label} acc"] = None if entry.get("accuracy") is None else round(entry["accuracy"], 3)
+            row[f"{label} F1"] = None if not entry.get("support") else round(entry["f1"], 3)
+            row[f"{label} n"] = entry.get("support", 0)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def confusion_table(metrics: dict, class_names: list[str]) -> pd.DataFrame:
-    """The confusion matrix as a table: rows true class, columns predicted class."""
-    names = list(metrics["per_class"]) or class_names
-    frame = pd.DataFrame(metrics["confusion_matrix"], columns=names)
-    frame.insert(0, "true \\ predicted", names)
-    return frame
+def confusion_heatmap(metrics: dict, class_names: list[str]) -> Styler:
+    """The confusion matrix as one clickable table, each cell shaded by its share of the true class (row).
+
+    Rows are true classes, columns predicted ones; shading by row share lets a small
+    class's confusions show as clearly as a big one's. `.data` holds the plain counts.
+    """
+    names = list(metrics.get("per_class") or class_names)
+    counts = np.asarray(metrics.get("confusion_matrix") or np.zeros((len(names), len(names))), np.int64)
+    frame = pd.DataFrame(counts, columns=names)
+    frame.insert(0, CORNER, names)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    blues = colormaps["Blues"]
+
+    def cell_styles(table: pd.DataFrame) -> pd.DataFrame:
+        styles = pd.DataFrame("", index=table.index, columns=table.columns)
+        styles[CORNER] = "font-weight: bold"
+        for (row, col), share in np.ndenumerate(shares):
+            text = "white" if share > 0.5 else "black"
+            weight = "; font-weight: bold" if row == col else ""
+            styles.iloc[row, col + 1] = f"background-color: {colors.to_hex(blues(share))}; color: {text}{weight}"
+        return styles
+
+    # zeros are left blank, as in a printed confusion matrix: the few counts that matter stand out
+    return frame.style.apply(cell_styles, axis=None).format(lambda n: f"{n:,}" if n else "", subset=names)
 
 
 def review(ctx: UIContext, version: str | None, split: str) -> tuple:
-    """(summary, per-class table, per-class accuracy figure, confusion figure, confusion table)."""
-    try:
+    """(summary, per-class table, per-class accuracy figure, confusion heatmap) of a version (None: the active)."""
+    with user_errors():
         version = _version(ctx, version)
         by_split = {key: split_metrics(ctx, version, key) for key in SPLITS}
-    except ActiveLearnError as exc:
-        raise _shown(exc) from exc
     chosen = by_split[split]
     names = store.class_names(store.open_db(ctx.paths.db))
-    lines = [f"**{version}**" + (" (active)" if version == registry.active_version(ctx.paths.models) else "")]
-    for key, metrics in by_split.items():
-        accuracy = "—" if metrics.get("accuracy") is None else f"{metrics['accuracy']:.4f}"
-        lines.append(f"- {SPLITS[key]}: accuracy {accuracy} on {metrics.get('n', 0)} items")
+    lines = [f"**{version}**" + (" (active)" if version == registry.active_version(ctx.paths.models) else "")
+             + " · " + " · ".join(f"{SPLITS[key]}: accuracy "
+                                   + ("—" if m.get("accuracy") is None else f"{m['accuracy']:.4f}")
+                                   + f" on {m.get('n', 0)} items" for key, m in by_split.items())]
     if not by_split["holdout"].get("n"):
-        lines.append("- no labeled holdout item yet: label some (import puts a share of new photos there)")
-    bars = reports.per_class_accuracy_figure(by_split, names)
-    if chosen.get("n"):
-        heatmap = reports.confusion_matrix_figure(np.asarray(chosen["confusion_matrix"]),
-                                                  list(chosen["per_class"]),
-                                                  f"{version} on {SPLITS[split]} (n={chosen['n']})")
-    else:
-        heatmap = None
-    return "\n".join(lines), per_class_table(by_split), bars, heatmap, confusion_table(chosen, names)
+        lines.append("No labeled holdout item yet: the Label queue serves a share of them as you label.")
+    lines.append(f"**Confusion matrix of {version} on {SPLITS[split]}** (n={chosen.get('n', 0)}): rows are the "
+                 "true class, columns the prediction, shading the share of the row; click a cell to see its images.")
+    bars = reports.per_class_accuracy_figure({SPLITS[key]: m for key, m in by_split.items()}, names)
+    return "\n\n".join(lines), per_class_table(by_split), bars, confusion_heatmap(chosen, names)
 
 
 def confusion_cell(ctx: UIContext, version: str | None, split: str, true_class: str | None,
                    predicted_class: str | None) -> tuple[list, str]:
     """The images behind one confusion-matrix cell (at most MAX_GALLERY of them)."""
     if not true_class or not predicted_class:
-        raise gr.Error("choose a true class and a predicted class", print_exception=False)
-    try:
+        raise user_error("choose a true class and a predicted class")
+    with user_errors():
         version = _version(ctx, version)
         if split in holdout.HOLDOUT_SPLITS:
             names = store.class_names(store.open_db(ctx.paths.db))
@@ -138,8 +161,6 @@ def confusion_cell(ctx: UIContext, version: str | None, split: str, true_class: 
             if registry.model_kind(registry.read_card(ctx.paths.models, version)) == registry.PHOTO:
                 return [], f"{version} is a photo model: it has no Fashion-MNIST test predictions"
             images, true, predicted = holdout.fmnist_test_predictions(ctx.paths, version)
-    except ActiveLearnError as exc:
-        raise _shown(exc) from exc
     unknown = [name for name in (true_class, predicted_class) if name not in names]
     if unknown:
         return [], f"no class {unknown[0]!r} in {SPLITS[split]} for {version}"
@@ -155,23 +176,27 @@ def confusion_cell(ctx: UIContext, version: str | None, split: str, true_class: 
 
 
 def confusion_cell_at(ctx: UIContext, version: str | None, split: str, matrix_table: pd.DataFrame,
-                      row: int, column: int) -> tuple:
-    """A click on the confusion table: (true class, predicted class, gallery, note); the name column is inert."""
+                      row: int, column: int) -> tuple[gr.Gallery, str]:
+    """A click on the heatmap: (the cell's gallery, shown only with images, note); the class-name column is inert."""
     if column == 0:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    true_class, predicted_class = matrix_table.iloc[row, 0], matrix_table.columns[column]
-    return (gr.Dropdown(value=true_class), gr.Dropdown(value=predicted_class),
-            *confusion_cell(ctx, version, split, true_class, predicted_class))
+        return gr.skip(), gr.skip()
+    gallery, note = confusion_cell(ctx, version, split, matrix_table.iloc[row, 0], matrix_table.columns[column])
+    return gr.Gallery(value=gallery, visible=bool(gallery)), note
+
+
+def confusion_cell_api(ctx: UIContext, version: str, split: str, true_class: str,
+                       predicted_class: str) -> dict[str, object]:
+    """/confusion_cell for scripts: the note and the captions (item ids) of one cell's images."""
+    gallery, note = confusion_cell(ctx, version or None, split, true_class, predicted_class)
+    return {"note": note, "items": [caption for _, caption in gallery]}
 
 
 def compare_versions(ctx: UIContext, old: str | None, new: str | None, split: str) -> tuple:
     """Per-class deltas (new - old) on one split, and both versions' per-class accuracy side by side."""
     if not old or not new:
-        raise gr.Error("choose two versions to compare", print_exception=False)
-    try:
+        raise user_error("choose two versions to compare")
+    with user_errors():
         metrics = {version: split_metrics(ctx, version, split) for version in (old, new)}
-    except ActiveLearnError as exc:
-        raise _shown(exc) from exc
     delta = compare_metrics(metrics[old], metrics[new])
 
     def rounded(value: float | None) -> float | None:
@@ -190,46 +215,59 @@ def compare_versions(ctx: UIContext, old: str | None, new: str | None, split: st
 
 # ---------------------------------------------------------------- labeling progress
 
-def labeling_progress(ctx: UIContext) -> tuple[Figure | None, pd.DataFrame]:
-    """Net decisions over time per annotator (an undo takes one back), and counts per action."""
+def goal_summary(ctx: UIContext, now: datetime | None = None) -> str:
+    """'N of M items labeled · left in the pool · decisions/h · ETA', from labels.db now."""
     db = store.open_db(ctx.paths.db)
-    events = pd.DataFrame(db.execute("SELECT created_at, annotator, action FROM labels ORDER BY id").fetchall(),
-                          columns=["created_at", "annotator", "action"])
-    counts = (events.pivot_table(index="annotator", columns="action", values="created_at",
-                                 aggfunc="count", fill_value=0)
-              .reindex(columns=list(EVENT_ACTIONS), fill_value=0)) if len(events) else \
-        pd.DataFrame(columns=list(EVENT_ACTIONS))
-    if not len(events):
-        return None, counts.reset_index()
-    counts["labeled"] = counts["confirm"] + counts["correct"]
-    counts["first"] = events.groupby("annotator")["created_at"].min().str[:16].str.replace("T", " ")
-    counts["last"] = events.groupby("annotator")["created_at"].max().str[:16].str.replace("T", " ")
-    counts.columns.name = None
-    table = counts.reset_index().sort_values("labeled", ascending=False)
+    counts = store.status(db).as_dict()
+    team = progress.paces(store.decision_times(db))
+    estimate = progress.eta(counts["unlabeled_pool"], team, now or datetime.now(timezone.utc))
+    return "**Progress:** " + progress.goal_line(counts["labeled"], sum(counts["items"].values()), estimate)
 
-    times = pd.to_datetime(events["created_at"], utc=True, format="ISO8601")
-    hourly = times.max() - times.min() <= pd.Timedelta(days=2)
-    unit = pd.Timedelta(hours=1) if hourly else pd.Timedelta(days=1)
-    bucket = times.dt.floor(unit)
-    events["net"] = np.where(events["action"] == "undo", -1, 1)
-    per_bucket = events.assign(bucket=bucket).pivot_table(index="bucket", columns="annotator", values="net",
-                                                          aggfunc="sum", fill_value=0)
-    # start every line at zero one bucket before the first event, so even one bucket draws a step
-    start = pd.DataFrame(0, index=[per_bucket.index.min() - unit], columns=per_bucket.columns)
-    cumulative = pd.concat([start, per_bucket]).cumsum()
-    figure = Figure(figsize=(8, 3.2), layout="constrained")
+
+def labeling_progress(ctx: UIContext) -> tuple[Figure | None, pd.DataFrame]:
+    """Decisions per time bin and annotator (bins sized to the span), and each annotator's pace and labels."""
+    db = store.open_db(ctx.paths.db)
+    decisions = store.decision_times(db)
+    rows = []
+    for pace in progress.paces(decisions):
+        rows.append({"annotator": pace.annotator, "decisions": pace.decisions,
+                     "per hour": None if pace.per_hour is None else round(pace.per_hour),
+                     "labeling time": progress.duration_text(pace.active_s) if pace.active_s else "—",
+                     **{column: store.count_items(db, annotator=pace.annotator, status=status)
+                        for status, column in STATE_COLUMNS.items()},
+                     "first": pace.first.strftime("%Y-%m-%d %H:%M"), "last": pace.last.strftime("%Y-%m-%d %H:%M")})
+    table = pd.DataFrame(rows, columns=["annotator", "decisions", "per hour", "labeling time",
+                                        *STATE_COLUMNS.values(), "first", "last"])
+    return progress_figure(progress.binned(decisions)), table
+
+
+def progress_figure(bins: progress.Binned) -> Figure | None:
+    """Stacked bars of decisions per bin and annotator, with the running total on a second axis from 0."""
+    if not bins.starts:
+        return None
+    figure = Figure(figsize=(9, 3.2), layout="constrained")
     axes = figure.subplots()
-    for annotator in cumulative.columns:
-        axes.step(cumulative.index, cumulative[annotator], where="post", marker="o", label=annotator)
-    if len(cumulative.columns) > 1:
-        axes.step(cumulative.index, cumulative.sum(axis=1), where="post", color="black", linewidth=2,
-                  label="all")
-    axes.set_ylabel("decisions (cumulative)")
-    axes.set_title(f"Labeling progress per {'hour' if hourly else 'day'} (UTC)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    figure.autofmt_xdate()
-    return figure, table
+    width = bins.width / 1.25   # a gap between bars, so one bin reads as one bar
+    bottom = np.zeros(len(bins.starts))
+    for annotator, counts in bins.counts.items():
+        axes.bar(bins.starts, counts, width=width, bottom=bottom, align="edge", label=annotator)
+        bottom += counts
+    axes.set_ylabel(f"decisions per {progress.width_text(bins.width)}")
+    axes.set_ylim(0, max(1, bottom.max()) * 1.1)
+    total = axes.twinx()
+    ends = [start + bins.width for start in bins.starts]
+    total.step([bins.starts[0], *ends], [0, *bins.cumulative()], where="post", color="black", linewidth=1.5,
+               label="all, cumulative")
+    total.set_ylim(0, max(1, bins.cumulative()[-1]) * 1.05)
+    total.set_ylabel("decisions (cumulative)")
+    axes.set_title(f"Decisions per {progress.width_text(bins.width)} (UTC)")
+    axes.grid(alpha=0.3, axis="y")
+    locator = AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    handles = [*axes.get_legend_handles_labels()[0], *total.get_legend_handles_labels()[0]]
+    axes.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="upper left")
+    return figure
 
 
 # ---------------------------------------------------------------- label errors queue
@@ -265,10 +303,8 @@ def label_issue_queue(ctx: UIContext) -> tuple[str, list, pd.DataFrame, gr.Dropd
 def find_label_issues(ctx: UIContext, request: gr.Request | None) -> tuple:
     """Scan every label (confident learning + near-duplicate conflicts); replaces the open issues. Lead only."""
     ctx.require(request, "fix-labels")
-    try:
+    with user_errors():
         label_issues.find_issues(ctx.paths)
-    except ActiveLearnError as exc:
-        raise _shown(exc) from exc
     return label_issue_queue(ctx)
 
 
@@ -293,13 +329,11 @@ def resolve_label_issue(ctx: UIContext, item_id: int | None, class_name: str | N
     """Keep the given label (class_name None) or fix it, as a label event by this lead; returns the queue."""
     annotator = ctx.require(request, "fix-labels")
     if item_id is None:
-        raise gr.Error("choose a flagged item", print_exception=False)
-    try:
+        raise user_error("choose a flagged item")
+    with user_errors():
         db = store.open_db(ctx.paths.db)
         class_id = None if not class_name else store.resolve_class(db, class_name).id
         event = label_issues.resolve_issue(db, int(item_id), class_id, annotator)
-    except ActiveLearnError as exc:
-        raise _shown(exc) from exc
     verb = "kept" if event.action == "confirm" else "changed to"
     note = f"#{item_id}: label {verb} {store.class_names(db)[event.class_id]} (event {event.id} by {annotator})"
     return (note, *label_issue_queue(ctx))
@@ -307,54 +341,64 @@ def resolve_label_issue(ctx: UIContext, item_id: int | None, class_name: str | N
 
 # ---------------------------------------------------------------- layout
 
-def _version_dropdown(ctx: UIContext, label: str, value: str | None = None) -> gr.Dropdown:
-    """Choices refresh on focus; custom values let API callers name a version created since
-    the page loaded (the handlers check it against the registry)."""
+def _kept_version(ctx: UIContext, value: str | None) -> str | None:
+    """`value` while it still names a version, else the active one."""
+    return value if value in registry.list_versions(ctx.paths.models) else registry.active_version(ctx.paths.models)
+
+
+def _version_choices(ctx: UIContext, value: str | None = None) -> gr.Dropdown:
+    """The versions now, with `value` kept when it still exists, else the active one."""
+    return gr.Dropdown(choices=registry.list_versions(ctx.paths.models), value=_kept_version(ctx, value))
+
+
+def _version_dropdown(ctx: UIContext, label: str) -> gr.Dropdown:
+    """Choices refresh when the tab opens and on focus; custom values let API callers name a version
+    created since the page loaded (the handlers check it against the registry)."""
     return gr.Dropdown(registry.list_versions(ctx.paths.models), allow_custom_value=True,
-                       value=value or registry.active_version(ctx.paths.models), label=label)
+                       value=registry.active_version(ctx.paths.models), label=label)
 
 
 def build(ctx: UIContext) -> None:
+    """Lay out the Review tab: results appear when it opens, for the active version."""
     names = store.class_names(store.open_db(ctx.paths.db))
     split_choices = [(label, key) for key, label in SPLITS.items()]
+    goal = gr.Markdown(elem_id="al-review-goal")
     with gr.Tabs():
-        with gr.Tab("Per class"):
+        with gr.Tab("Per class", id="per-class") as per_class_tab:
             with gr.Row():
                 version = _version_dropdown(ctx, "Version")
-                split = gr.Radio(split_choices, value="holdout", label="Confusion matrix of")
-                show = gr.Button("Show", variant="primary")
-            summary = gr.Markdown()
-            table = gr.DataFrame(interactive=False, label="Per-class accuracy (support = items of the class)")
-            bars = gr.Plot(label="Per-class accuracy")
-            heatmap = gr.Plot(label="Confusion matrix")
-            matrix = gr.DataFrame(interactive=False, label="Confusion matrix: click a cell to see its images")
-            with gr.Row():
-                true_class = gr.Dropdown(names, label="True class")
-                predicted_class = gr.Dropdown(names, label="Predicted class")
-                cell = gr.Button("Show images")
-            cell_note = gr.Markdown()
-            cell_gallery = gr.Gallery(label="Images in the cell", columns=8, height="auto")
-        with gr.Tab("Compare versions"):
+                split = gr.Radio(split_choices, value="holdout", label="Confusion matrix of", scale=2)
+            summary = gr.Markdown(elem_id="al-review-summary")
+            heatmap = gr.DataFrame(interactive=False, show_label=False, elem_id="al-confusion",
+                                   pinned_columns=1, max_height=620, buttons=["fullscreen"])
+            cell_note = gr.Markdown(elem_id="al-cell-note")
+            cell_gallery = gr.Gallery(label="Images in the cell", columns=10, height="auto", allow_preview=False,
+                                      visible=False, elem_id="al-cell-gallery")
+            table = gr.DataFrame(interactive=False, label="Per-class accuracy", max_height=620,
+                                 pinned_columns=1, elem_id="al-per-class")
+            gr.Markdown(SHORT_LEGEND)
+            bars = gr.Plot(label="Per-class accuracy", elem_id="al-per-class-bars")
+        with gr.Tab("Compare versions", id="compare"):
             with gr.Row():
                 old = _version_dropdown(ctx, "Old version")
                 new = _version_dropdown(ctx, "New version")
-                compare_split = gr.Radio(split_choices, value="holdout", label="On")
+                compare_split = gr.Radio(split_choices, value="holdout", label="On", scale=2)
                 compare = gr.Button("Compare", variant="primary")
             compare_note = gr.Markdown()
             deltas = gr.DataFrame(interactive=False, label="Per-class deltas (new − old)")
             compare_bars = gr.Plot(label="Per-class accuracy of both versions")
-        with gr.Tab("All versions"):
+        with gr.Tab("All versions", id="all-versions") as all_tab:
             gr.Markdown("Per-class accuracy of every version, seed CNN and photo models alike, on the same "
                         "labeled holdout items (report part), and how many holdout items each class has.")
-            side_button = gr.Button("Refresh", variant="primary")
-            side_table = gr.DataFrame(interactive=False, label="Holdout accuracy per class and version")
+            side_table = gr.DataFrame(interactive=False, label="Holdout accuracy per class and version",
+                                      pinned_columns=1)
             side_bars = gr.Plot(label="Per-class holdout accuracy of every version")
             sizes = gr.DataFrame(interactive=False, label="Labeled holdout items per class")
-        with gr.Tab("Labeling progress"):
-            progress_button = gr.Button("Refresh")
-            progress_plot = gr.Plot(label="Decisions over time")
-            per_annotator = gr.DataFrame(interactive=False, label="Events per annotator and action")
-        with gr.Tab("Label errors"):
+        with gr.Tab("Labeling progress", id="progress") as progress_tab:
+            progress_plot = gr.Plot(label="Decisions over time", elem_id="al-progress-plot")
+            per_annotator = gr.DataFrame(interactive=False, label="Pace and current labels per annotator",
+                                         elem_id="al-per-annotator")
+        with gr.Tab("Label errors", id="label-errors") as errors_tab:
             gr.Markdown("Labels that are probably wrong: confident learning over out-of-sample "
                         "predictions, and near-duplicates with different labels. A lead keeps or fixes "
                         "each; the verdict is recorded as a label event.")
@@ -375,9 +419,12 @@ def build(ctx: UIContext) -> None:
                         keep = gr.Button("Keep the given label")
                         fix = gr.Button("Set the chosen class", variant="primary")
             resolve_note = gr.Markdown()
+    ctx.page.only_for("fix-labels", errors_tab)   # an annotator's Review is read-only
 
     def on_cell_select(version, split, matrix_table: pd.DataFrame, event: gr.SelectData):
         return confusion_cell_at(ctx, version, split, matrix_table, *event.index)
+
+    no_cell = (gr.Gallery(value=[], visible=False), "")
 
     def on_queue_select(choices_source: pd.DataFrame, event: gr.SelectData):
         item_ids = list(dict.fromkeys(choices_source["item"].tolist()))
@@ -392,28 +439,41 @@ def build(ctx: UIContext) -> None:
     def on_fix(item_id, class_name, request: gr.Request):
         return resolve_label_issue(ctx, item_id, class_name, request)
 
-    def refresh_versions():
-        choices = registry.list_versions(ctx.paths.models)
-        return gr.Dropdown(choices=choices), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices)
+    def on_open(version_value, split_value):
+        """Opening the tab: the versions now (keeping the one chosen), its results, the progress line."""
+        chosen = _kept_version(ctx, version_value)
+        return (_version_choices(ctx, chosen), goal_summary(ctx), *review(ctx, chosen, split_value), *no_cell)
 
-    review_outputs = [summary, table, bars, heatmap, matrix]
+    def refresh_versions(old_value, new_value, version_value):
+        return _version_choices(ctx, version_value), _version_choices(ctx, old_value), \
+            _version_choices(ctx, new_value)
+
+    quiet = {"show_progress": "hidden"}
+    review_outputs = [summary, table, bars, heatmap]
     queue_outputs = [queue_note, queue_gallery, queue_table, issue_item]
-    show.click(lambda v, s: review(ctx, v, s), [version, split], review_outputs, api_name="review")
-    cell.click(lambda v, s, t, p: confusion_cell(ctx, v, s, t, p), [version, split, true_class, predicted_class],
-               [cell_gallery, cell_note], api_name="confusion_cell")
-    matrix.select(on_cell_select, [version, split, matrix], [true_class, predicted_class, cell_gallery, cell_note],
-                  api_visibility="private")
+    ctx.page.tab.select(on_open, [version, split], [version, goal, *review_outputs, cell_gallery, cell_note],
+                        api_visibility="private")
+    per_class_tab.select(on_open, [version, split], [version, goal, *review_outputs, cell_gallery, cell_note],
+                         api_visibility="private")
+    gr.on([version.input, split.input], lambda v, s: (*review(ctx, v, s), *no_cell), [version, split],
+          [*review_outputs, cell_gallery, cell_note], api_name="review")
+    heatmap.select(on_cell_select, [version, split, heatmap], [cell_gallery, cell_note], api_visibility="private")
+    def on_cell_api(version: str, split: str, true_class: str, predicted_class: str) -> dict:
+        return confusion_cell_api(ctx, version, split, true_class, predicted_class)
+
+    gr.api(on_cell_api, api_name="confusion_cell")
     for dropdown in (version, old, new):  # versions appear while the app runs
-        dropdown.focus(refresh_versions, None, [version, old, new], api_visibility="private",
-                       show_progress="hidden")
+        dropdown.focus(refresh_versions, [old, new, version], [version, old, new], api_visibility="private",
+                       **quiet)
     compare.click(lambda a, b, s: compare_versions(ctx, a, b, s), [old, new, compare_split],
                   [compare_note, deltas, compare_bars], api_name="compare_versions")
-    side_button.click(lambda: (*versions_side_by_side(ctx), holdout_sizes(ctx)), None,
-                      [side_table, side_bars, sizes], api_name="versions_side_by_side")
-    progress_button.click(lambda: labeling_progress(ctx), None, [progress_plot, per_annotator],
-                          api_name="labeling_progress")
+    all_tab.select(lambda: (*versions_side_by_side(ctx), holdout_sizes(ctx)), None,
+                   [side_table, side_bars, sizes], api_name="versions_side_by_side")
+    progress_tab.select(lambda: (goal_summary(ctx), *labeling_progress(ctx)), None,
+                        [goal, progress_plot, per_annotator], api_name="labeling_progress")
     scan.click(on_scan, None, queue_outputs, api_name="find_label_issues")
     reload_queue.click(lambda: label_issue_queue(ctx), None, queue_outputs, api_name="label_issues")
+    errors_tab.select(lambda: label_issue_queue(ctx), None, queue_outputs, api_visibility="private")
     queue_gallery.select(on_queue_select, queue_table, issue_item, api_visibility="private")
     issue_item.change(lambda i: issue_detail(ctx, i), issue_item, [issue_image, issue_text, fix_class],
                       api_name="label_issue_detail")

@@ -23,17 +23,18 @@ from activelearn.backbones import BACKBONES, DEFAULT_BACKBONE
 from activelearn.errors import ActiveLearnError
 from activelearn.jobs import Job
 from activelearn.retrain import FINETUNE, PHOTO, SCRATCH, TRAINING_DEFAULTS
+from activelearn.ui.components import job_progress, user_error, user_errors
 from activelearn.ui.context import UIContext
 
 POLL_S = 1.0
 VERSION_COLUMNS = ["version", "active", "kind", "parent", "created", "mode", "Fashion-MNIST acc",
                    "holdout acc", "holdout n", "human labels", "classes", "activation"]
+#: Shares of the table's width: every header fits on one line; the activation reason (a sentence) wraps.
+VERSION_WIDTHS = ["7%", "6%", "10%", "6.5%", "9%", "7%", "7.5%", "7%", "7%", "7%", "7%", "19%"]
+#: The learning history's y axis starts at most this far below the lowest accuracy, on a 0.1 grid, and ends at 1.
+ACCURACY_MARGIN = 0.05
 MODE_CHOICES = [("Photo model: ImageNet backbone + head (seconds)", PHOTO),
                 ("Fine-tune the active CNN (minutes)", FINETUNE), ("CNN from scratch (long)", SCRATCH)]
-
-
-def _shown(exc: ActiveLearnError) -> gr.Error:
-    return gr.Error(str(exc), print_exception=False)
 
 
 def _eta(seconds: float | None) -> str:
@@ -64,14 +65,6 @@ def job_summary(job: Job | None) -> str:
     if job.message:
         lines.append(job.message)
     return "\n\n".join(lines)
-
-
-def progress_html(job: Job | None) -> str:
-    if job is None:
-        return ""
-    percent = 100 * job.fraction_done
-    return (f'<progress value="{percent:.1f}" max="100" style="width:100%;height:1.2em"></progress>'
-            f"<div>{percent:.0f}% of {job.epochs or '?'} epoch(s)</div>")
 
 
 def curves_figure(job: Job | None) -> Figure | None:
@@ -152,20 +145,16 @@ def start_training(ctx: UIContext, mode: str, epochs: float | None, fmnist_fract
                   "fmnist_fraction": float(fmnist_fraction or TRAINING_DEFAULTS[mode]["fmnist_fraction"])}
     if force_activate:
         params["force_activate"] = True
-    try:
+    with user_errors():
         job = jobs.start_training(ctx.paths, params)
-    except ActiveLearnError as exc:
-        raise _shown(exc) from exc
     return job_summary(job)
 
 
 def start_embedding(ctx: UIContext, backbone: str | None, request: gr.Request | None) -> str:
     """Embed every item the backbone has not embedded yet, in a job process. Lead only."""
     ctx.require(request, "train")
-    try:
+    with user_errors():
         job = jobs.start_job(ctx.paths, jobs.EMBED, {"backbone": backbone or DEFAULT_BACKBONE})
-    except ActiveLearnError as exc:
-        raise _shown(exc) from exc
     return job_summary(job)
 
 
@@ -178,17 +167,15 @@ def embedding_status(ctx: UIContext) -> str:
              for name in dict.fromkeys([DEFAULT_BACKBONE, *counts])]
     running = jobs.active_job(db, jobs.EMBED)
     if running is not None:
-        lines.append(job_summary(running) + "\n\n" + progress_html(running))
+        lines.append(job_progress(running))
     return "\n\n".join(lines)
 
 
 def set_auto_retrain(ctx: UIContext, enabled: bool, every: float, request: gr.Request | None) -> str:
     """Switch automatic photo-model retraining on or off, every N decisions. Lead only."""
     ctx.require(request, "train")
-    try:
+    with user_errors():
         chosen = autotrain.configure(store.open_db(ctx.paths.db), enabled=enabled, every=int(every or 0))
-    except ActiveLearnError as exc:
-        raise _shown(exc) from exc
     return auto_retrain_note(ctx, chosen)
 
 
@@ -208,11 +195,9 @@ def cancel_training(ctx: UIContext, request: gr.Request | None) -> str:
     db = store.open_db(ctx.paths.db)
     job = jobs.active_job(db)
     if job is None:
-        raise gr.Error("no training job is running", print_exception=False)
-    try:
+        raise user_error("no training job is running")
+    with user_errors():
         return job_summary(jobs.cancel(db, job.id))
-    except ActiveLearnError as exc:
-        raise _shown(exc) from exc
 
 
 def job_status(ctx: UIContext, seen: list | None = None) -> tuple:
@@ -231,18 +216,16 @@ def job_status(ctx: UIContext, seen: list | None = None) -> tuple:
     if just_ended:
         (gr.Info if job.status == "succeeded" else gr.Warning)(f"Job {job.id} {job.status}: {job.message}")
     versions = refresh_versions(ctx) if seen is None or just_ended else (gr.skip(),) * 3
-    return (key, job_summary(job), progress_html(job), curves_figure(job), *versions)
+    return (key, job_summary(job), job_progress(job), curves_figure(job), *versions)
 
 
 def activate_version(ctx: UIContext, version: str | None, request: gr.Request | None) -> tuple:
     """Point ACTIVE at a version (roll back or forward) after checking it loads. Lead only."""
     ctx.require(request, "activate")
     if not version:
-        raise gr.Error("choose a version to activate", print_exception=False)
-    try:
+        raise user_error("choose a version to activate")
+    with user_errors():
         registry.activate(ctx.paths.models, version)
-    except ActiveLearnError as exc:
-        raise _shown(exc) from exc
     return (f"{version} is now the active model.", *refresh_versions(ctx))
 
 
@@ -255,7 +238,19 @@ def learning_history(ctx: UIContext) -> Figure | None:
             cards.append(registry.read_card(ctx.paths.models, version))
         except ActiveLearnError:  # a broken version is listed in the table with its error
             continue
-    return reports.history_figure(cards) if cards else None
+    if not cards:
+        return None
+    figure = reports.history_figure(cards)
+    for axes in figure.axes:
+        accuracy_scale(axes)
+    return figure
+
+
+def accuracy_scale(axes) -> None:
+    """Accuracy from a round number below the data up to 1: a one-point change does not fill the plot as a cliff."""
+    values = [y for line in axes.get_lines() for y in line.get_ydata() if math.isfinite(y)]
+    if values:
+        axes.set_ylim(max(0.0, math.floor((min(values) - ACCURACY_MARGIN) * 10) / 10), 1.0)
 
 
 def refresh_versions(ctx: UIContext) -> tuple[pd.DataFrame, gr.Dropdown, Figure | None]:
@@ -281,7 +276,7 @@ def build(ctx: UIContext) -> None:
         cancel = gr.Button("Cancel training", variant="stop")
     summary = gr.Markdown()
     bar = gr.HTML()
-    curves = gr.Plot(label="Training curves")
+    curves = gr.Plot(label="Training curves", visible=False)
     seen = gr.State(None)
     timer = gr.Timer(POLL_S)
 
@@ -295,9 +290,12 @@ def build(ctx: UIContext) -> None:
         auto_note = gr.Markdown()
 
     gr.Markdown("### Model versions")
-    table = gr.DataFrame(headers=VERSION_COLUMNS, interactive=False, wrap=True)
+    table = gr.DataFrame(headers=VERSION_COLUMNS, interactive=False, wrap=True, column_widths=VERSION_WIDTHS,
+                         elem_id="al-versions")
     with gr.Row():
-        chosen = gr.Dropdown(label="Version", choices=[], interactive=True)
+        # custom values: an API caller may name a version made since the page loaded (activate checks it)
+        chosen = gr.Dropdown(label="Version", choices=registry.list_versions(ctx.paths.models),
+                             allow_custom_value=True, interactive=True)
         activate = gr.Button("Activate (roll back / forward)")
         refresh = gr.Button("Refresh")
     activation_note = gr.Markdown()
@@ -322,7 +320,10 @@ def build(ctx: UIContext) -> None:
         return gr.Dropdown(value=data.iloc[event.index[0]]["version"])
 
     def on_tick(seen_key):
-        return (*job_status(ctx, seen_key), embedding_status(ctx), auto_retrain_note(ctx))
+        key, summary_text, bar_html, figure, *versions = job_status(ctx, seen_key)
+        if figure != gr.skip():  # the curves' box shows once there is something to draw
+            figure = gr.Plot(value=figure, visible=figure is not None)
+        return (key, summary_text, bar_html, figure, *versions, embedding_status(ctx), auto_retrain_note(ctx))
 
     mode.change(mode_defaults, mode, [epochs, fraction, backbone], api_name="mode_defaults")
     start.click(on_start, [mode, epochs, fraction, force, backbone], summary, api_name="start_training")
