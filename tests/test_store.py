@@ -374,5 +374,6 @@ def test_decision_times_cover_every_decision_but_undos(db, browsed):
     times = store.decision_times(db)
     assert [who for who, _ in times] == ["ann", "ann", "bob", "bob", "ann", "bob", "ann"]
     assert all(at[:4].isdigit() for _, at in times)
-    assert store.decision_times(db, since=times[-1][1]) == [times[-1]]
+    # `since` is inclusive, and decisions made within one millisecond share a timestamp
+    assert store.decision_times(db, since=times[-1][1]) == [t for t in times if t[1] >= times[-1][1]]
     assert store.decision_times(db, since="2999-01-01") == []
