@@ -302,6 +302,18 @@ def test_a_confirm_meant_for_another_page_records_nothing(ctx, monkeypatch):
     assert len(events(ctx)) == len(ids)
 
 
+def test_confirming_the_last_page_of_a_class_empties_the_grid(ctx, monkeypatch):
+    monkeypatch.setattr(label_tab, "GRID_SIZE", 60)
+    cls = busiest_class(ctx)
+    view = label_tab.load_grid(ctx, None, cls, as_user("ann"))
+    ids = view.ticked["value"]
+    _, grid = label_tab.confirm_grid(ctx, view.session, ids, view.token, cls, as_user("ann"))
+    names = store.class_names(store.open_db(ctx.paths.db))
+    assert grid.gallery == [] and grid.ticked["value"] == [] and grid.token == ""
+    assert f"No unlabeled items predicted as {names[cls]} left" in grid.grid_notice
+    assert len(events(ctx)) == len(ids)
+
+
 def grid_token(session) -> str:
     return ",".join(str(e.item_id) for e in session.grid)
 
@@ -456,3 +468,25 @@ def test_without_a_model_the_tab_shows_the_seed_job_progress(tmp_path, fmnist_di
     db.execute("UPDATE jobs SET status = 'failed', message = 'DatasetError: files missing from /x'")
     assert "failed: DatasetError: files missing from /x" in label_tab.refresh(ctx, None, None).notice
     assert jobs.active_job(db) is None
+
+
+def test_without_a_model_items_come_in_random_order_and_need_a_class(tmp_path, fmnist_dir):
+    from tests.helpers import add_items
+
+    paths = resolve_paths(tmp_path / "cold", fmnist_dir)
+    ids = add_items(paths, 12)
+    ctx = UIContext(paths, {})
+    panel = label_tab.load_view(ctx, None, None)
+    assert panel.item_id in ids and panel.top3 is None
+    assert "picked at random: no model is active yet" in panel.why
+    assert "no prediction yet, pick a class" in panel.confirm_label
+    assert "No model yet" in panel.notice and "random order" in panel.notice
+    with pytest.raises(gr.Error, match="no model has predicted"):
+        label_tab.decide_item(ctx, panel.session, panel.item_id, "confirm", None, None)
+    item = panel.item_id
+    panel = label_tab.decide_item(ctx, panel.session, item, "confirm", 4, None)
+    db = store.open_db(paths.db)
+    assert db.execute("SELECT item_id, action, class_id FROM labels").fetchall() == [(item, "confirm", 4)]
+    assert panel.item_id in ids and panel.item_id != item
+    grid = label_tab.load_grid(ctx, panel.session, label_tab.LARGEST, None)
+    assert grid.gallery == [] and "label one by one meanwhile" in grid.grid_notice

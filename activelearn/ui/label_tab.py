@@ -124,6 +124,11 @@ HISTORY_CSS = """
 .al-history-meta { display: block; font-size: var(--text-xs); line-height: 1.25; color: var(--body-text-color-subdued); }
 .al-history-empty { color: var(--body-text-color-subdued); font-size: var(--text-sm); }
 """
+#: On a new item: redraw the Grad-CAM overlay, if it is shown (clicks the hidden al-cam-again button).
+CAM_AGAIN_JS = """(item) => {
+  const toggle = document.querySelector('#al-cam-toggle input');
+  if (toggle && toggle.checked) document.getElementById('al-cam-again')?.click();
+}"""
 #: A click on a history row sends its position (the server re-opens the decision at it).
 HISTORY_JS = """
 element.addEventListener('click', (event) => {
@@ -826,7 +831,7 @@ def _grid_view(ctx: UIContext, session: LabelSession, ws: Workspace, annotator: 
         return GridView(session, [], gr.update(choices=[], value=[]), "",
                         f"{_waiting_notice(db)} Grid pages need a model's predictions: label one by one meanwhile.")
     entries = _next_page(session, ws, annotator, _grid_classes(ws, choice))
-    if [e.item_id for e in entries] == [e.item_id for e in session.grid]:   # the same page: keep its ticks
+    if entries and [e.item_id for e in entries] == [e.item_id for e in session.grid]:   # same page: keep ticks
         skip = gr.skip()
         return GridView(session, skip, skip, skip, (notice + " Same page as before.").strip())
     session.grid = entries
@@ -942,12 +947,10 @@ def grad_cam(ctx: UIContext, item_id: float | None, on: bool, request: gr.Reques
 
 # ---------------------------------------------------------------- layout
 
-def build(ctx: UIContext, _demo: gr.Blocks | None = None) -> None:
-    """Lay out the Label tab and wire every control to the handlers above.
-
-    Every decision also refreshes the page header (ctx.page.header), so both show the
-    counts of the same moment. `_demo` is ignored: activelearn.ui still passes it.
-    """
+def build(ctx: UIContext) -> None:
+    """Lay out the Label tab and wire every control to the handlers above (the tab contract of
+    activelearn.ui.context). Every decision also refreshes the page header (ctx.page.header), so
+    both show the counts of the same moment."""
     page = ctx.page
     db = store.open_db(ctx.paths.db)
     choices = _class_choices(db)
@@ -990,7 +993,7 @@ def build(ctx: UIContext, _demo: gr.Blocks | None = None) -> None:
                         """A button per class, labeled with its key; drawn again when a class is added."""
                         with gr.Row(elem_id="al-class-buttons"):
                             for class_id, name in enumerate(names):
-                                gr.Button(class_button_label(class_id, name), size="sm", min_width=80,
+                                gr.Button(class_button_label(class_id, name), size="sm", min_width=60,
                                           elem_id=f"al-class-{class_id}").click(
                                     fixed_decision("confirm", class_id), [session, shown_id], panel,
                                     api_visibility="private", **quiet)
@@ -1030,6 +1033,7 @@ def build(ctx: UIContext, _demo: gr.Blocks | None = None) -> None:
     page.only_for("classes", classes_box)
     shown_id = gr.Number(visible="hidden", precision=0, elem_id="al-item-id")
     redraw = gr.Number(0, visible="hidden", precision=0, elem_id="al-redraw")   # bumped when a tick needs all
+    cam_again = gr.Button(visible="hidden", elem_id="al-cam-again")
     api_action = gr.Textbox(visible=False)
     api_class = gr.Textbox(visible=False)
     api_decide = gr.Button(visible=False)
@@ -1087,7 +1091,9 @@ def build(ctx: UIContext, _demo: gr.Blocks | None = None) -> None:
         return grad_cam(ctx, item_id, on, request)
 
     cam_on.change(on_cam, [shown_id, cam_on], [cam, cam_note], api_name="grad_cam", **quiet)
-    shown_id.change(on_cam, [shown_id, cam_on], [cam, cam_note], api_visibility="private", **quiet)
+    # a new item asks the server for its Grad-CAM only while the toggle is on: no round trip per key otherwise
+    cam_again.click(on_cam, [shown_id, cam_on], [cam, cam_note], api_visibility="private", **quiet)
+    shown_id.change(None, [shown_id], None, js=CAM_AGAIN_JS)
     page.demo.load(None, None, None, js=keys_js())
     page.demo.load(on_load, [session], panel, api_name="label_load", **quiet)
     timer.tick(on_tick, [session, redraw], [session, counters, progress_md, page.header, redraw],
