@@ -461,6 +461,22 @@ def choose_overlap_items(item_ids: Iterable[int], share: float = DEFAULT_SHARE, 
     return OverlapPlan(frozenset(int(i) for i in chosen), int(k))
 
 
+def overlap_draw(item_ids: Sequence[int] | np.ndarray, share: float, seed: int = 0) -> np.ndarray:
+    """Mask: which items are overlapped, each kept with probability `share` by a hash of (seed, id).
+
+    The draw is a fixed coin per item, so it holds as the pool grows and whichever process
+    asks; it is random with respect to the model (never by uncertainty). splitmix64 mixes the id.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise AgreementError(f"the overlap share must be between 0 and 1, got {share}")
+    with np.errstate(over="ignore"):
+        z = np.asarray(item_ids, dtype=np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53) < share
+
+
 def eligible_for_overlap(item_id: int, annotator: str, votes: pd.DataFrame, k: int) -> bool:
     """May this overlapped item be served to `annotator`: they have not voted on it and it has < k votes."""
     voters = votes.loc[votes[ITEM] == int(item_id), ANNOTATOR]

@@ -19,10 +19,8 @@ cancels the jobs it started (`stop_children`) instead of leaving them running.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -88,39 +86,26 @@ class Job:
         return {**self.__dict__, "fraction_done": self.fraction_done}
 
 
-_JOB_COLUMNS = ("id, kind, status, params, pid, phase, epoch, epochs, batch, batches, loss, accuracy, "
-                "eta_s, history, message, version, created_at, started_at, finished_at")
-
-
-def _row_to_job(row: tuple) -> Job:
-    values = list(row)
-    values[3] = json.loads(values[3] or "{}")
-    values[13] = json.loads(values[13] or "[]")
-    return Job(*values)
-
-
 def get_job(db: sqlite_utils.Database, job_id: int) -> Job:
     reap_children()
     reap_stale(db)
-    row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", [int(job_id)]).fetchone()
+    row = store.job_row(db, job_id)
     if row is None:
         raise JobError(f"no job {job_id}")
-    return _row_to_job(row)
+    return Job(**row)
 
 
 def list_jobs(db: sqlite_utils.Database, limit: int = 20) -> list[Job]:
     reap_children()
     reap_stale(db)
-    rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?", [limit]).fetchall()
-    return [_row_to_job(r) for r in rows]
+    return [Job(**row) for row in store.job_rows(db, limit)]
 
 
 def active_job(db: sqlite_utils.Database, kind: str = TRAIN) -> Job | None:
     reap_children()
     reap_stale(db)
-    row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status IN ('queued','running') AND kind = ? "
-                     "ORDER BY id DESC LIMIT 1", [kind]).fetchone()
-    return _row_to_job(row) if row else None
+    row = store.active_job_row(db, kind)
+    return Job(**row) if row else None
 
 
 def _process_alive(pid: int) -> bool:
@@ -141,18 +126,14 @@ def _process_alive(pid: int) -> bool:
 
 def reap_stale(db: sqlite_utils.Database) -> None:
     """Mark queued/running jobs whose worker is gone (or silent for too long) as failed."""
-    rows = db.execute("SELECT id, pid, heartbeat_at, created_at FROM jobs "
-                      "WHERE status IN ('queued','running')").fetchall()
-    for job_id, pid, heartbeat, created in rows:
+    for job_id, pid, heartbeat, created in store.active_job_heartbeats(db):
         dead = pid is not None and not _process_alive(pid)
         silent = time.time() - _parse_ts(heartbeat or created) > HEARTBEAT_TIMEOUT_S
         if dead or silent:
             reason = "worker process died" if dead else f"no progress for {HEARTBEAT_TIMEOUT_S} s"
             if silent and not dead and pid is not None:
                 _stop_worker(pid)  # a hung worker must not register a version after being failed
-            db.execute("UPDATE jobs SET status = 'failed', message = ?, finished_at = ? "
-                       "WHERE id = ? AND status IN ('queued','running')",
-                       [f"{reason} (pid {pid}); the active model is unchanged", now(), job_id])
+            store.fail_stale_job(db, job_id, f"{reason} (pid {pid}); the active model is unchanged")
 
 
 def _stop_worker(pid: int) -> None:
@@ -190,10 +171,8 @@ def stop_children(db: sqlite_utils.Database, grace_s: float = 5.0) -> list[int]:
     pids = list(_children)
     if not pids:
         return []
-    marks = ", ".join("?" * len(pids))
-    active = f"pid IN ({marks}) AND status IN ('queued','running')"
-    job_ids = [row[0] for row in db.execute(f"SELECT id FROM jobs WHERE {active}", pids).fetchall()]
-    db.execute(f"UPDATE jobs SET cancel_requested = 1 WHERE {active}", pids)
+    job_ids = store.active_job_ids_of(db, pids)
+    store.request_job_cancel(db, job_ids)
     _wait_children(grace_s)
     for pid in list(_children):
         try:
@@ -203,9 +182,9 @@ def stop_children(db: sqlite_utils.Database, grace_s: float = 5.0) -> list[int]:
     _wait_children(grace_s)
     for pid in list(_children):
         _stop_worker(pid)
-    db.execute(f"UPDATE jobs SET status = 'cancelled', phase = 'cancelled', finished_at = ?, "
-               f"message = 'stopped because the app shut down; the active model is unchanged' WHERE {active}",
-               [now(), *pids])
+    for job_id in job_ids:   # a no-op for those whose worker recorded its own end
+        store.finish_job(db, job_id, "cancelled",
+                         "stopped because the app shut down; the active model is unchanged")
     return job_ids
 
 
@@ -236,14 +215,11 @@ def start_job(paths: Paths, kind: str, params: dict[str, Any]) -> Job:
         raise JobError(f"unknown job kind {kind!r}: use one of {', '.join(KINDS)}")
     db = open_db(paths.db)
     reap_stale(db)
-    try:
-        cursor = db.execute("INSERT INTO jobs (kind, status, params, created_at, heartbeat_at) "
-                            "VALUES (?, 'queued', ?, ?, ?)", [kind, json.dumps(params), now(), now()])
-    except sqlite3.IntegrityError:
+    job_id = store.create_job(db, kind, params)
+    if job_id is None:
         running = active_job(db, kind)
         raise JobError(f"a {kind} job is already {running.status if running else 'active'} "
-                       f"(job {running.id if running else '?'}); wait for it or cancel it") from None
-    job_id = int(cursor.lastrowid)
+                       f"(job {running.id if running else '?'}); wait for it or cancel it")
     log_dir = paths.data / "jobs"
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -254,10 +230,10 @@ def start_job(paths: Paths, kind: str, params: dict[str, Any]) -> Job:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     except OSError as exc:  # no row may stay queued without a worker: it would block every job of its kind
-        _finish(db, job_id, "failed", f"could not start the worker process: {exc}")
+        store.finish_job(db, job_id, "failed", f"could not start the worker process: {exc}")
         raise JobError(f"could not start the {kind} worker process: {exc}") from exc
     _children[child.pid] = child
-    db.execute("UPDATE jobs SET pid = ? WHERE id = ?", [child.pid, job_id])
+    store.update_job(db, job_id, pid=child.pid)
     return get_job(db, job_id)
 
 
@@ -277,7 +253,7 @@ def cancel(db: sqlite_utils.Database, job_id: int) -> Job:
     job = get_job(db, job_id)
     if not job.active:
         raise JobError(f"job {job_id} is {job.status}; only queued or running jobs can be cancelled")
-    db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", [job_id])
+    store.request_job_cancel(db, [job_id])
     return get_job(db, job_id)
 
 
@@ -310,21 +286,20 @@ class _Reporter:
                                          "loss", "accuracy", "eta_s") if k in update}
         if update.get("phase") == "epoch-end":
             self.history.append({k: v for k, v in update.items() if k != "phase"})
-            fields["history"] = json.dumps(self.history)
-        fields["heartbeat_at"] = now()
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        self.db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*fields.values(), self.job_id])
-        row = self.db.execute("SELECT cancel_requested, status FROM jobs WHERE id = ?", [self.job_id]).fetchone()
+            fields["history"] = self.history
+        store.update_job(self.db, self.job_id, **fields, heartbeat_at=now())
+        control = store.job_control(self.db, self.job_id)
         # a job another process marked failed (reaped as silent) must stop and register nothing
-        return bool(row is None or row[0] or row[1] not in ACTIVE_STATES)
+        return control is None or control[0] or control[1] not in ACTIVE_STATES
 
 
 def run_job(paths: Paths, job_id: int) -> int:
     """Worker entry point: embed, or train + register + apply the activation policy; record the outcome."""
     db = open_db(paths.db)
     job = get_job(db, job_id)
-    db.execute("UPDATE jobs SET status = 'running', pid = ?, started_at = ?, heartbeat_at = ?, "
-               "phase = 'load' WHERE id = ?", [os.getpid(), now(), now(), job_id])
+    started = now()
+    store.update_job(db, job_id, status="running", pid=os.getpid(), started_at=started, heartbeat_at=started,
+                     phase="load")
     report = _Reporter(db, job_id)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -332,28 +307,22 @@ def run_job(paths: Paths, job_id: int) -> int:
             from activelearn.embeddings import embed_items
             result = embed_items(paths, job.params.get("backbone", DEFAULT_BACKBONE), progress=report)
             outcome_status = "cancelled" if result.cancelled else "succeeded"
-            _finish(db, job_id, outcome_status, result.message())
+            store.finish_job(db, job_id, outcome_status, result.message())
             return 0
         from activelearn.retrain import retrain_and_register
         outcome = retrain_and_register(paths, job.params, progress=report)
     except KeyboardInterrupt:
-        _finish(db, job_id, "cancelled", "stopped by signal; the active model is unchanged")
+        store.finish_job(db, job_id, "cancelled", "stopped by signal; the active model is unchanged")
         return 1
     except Exception as exc:  # noqa: BLE001 - every failure must land in the job row
         traceback.print_exc()
-        _finish(db, job_id, "failed", f"{type(exc).__name__}: {exc}")
+        store.finish_job(db, job_id, "failed", f"{type(exc).__name__}: {exc}")
         return 1
     if outcome.cancelled:
-        _finish(db, job_id, "cancelled", "cancelled by user; no version registered")
+        store.finish_job(db, job_id, "cancelled", "cancelled by user; no version registered")
         return 0
-    _finish(db, job_id, "succeeded", outcome.message, version=outcome.version)
+    store.finish_job(db, job_id, "succeeded", outcome.message, version=outcome.version)
     return 0
-
-
-def _finish(db: sqlite_utils.Database, job_id: int, status: str, message: str,
-            version: str | None = None) -> None:
-    db.execute("UPDATE jobs SET status = ?, message = ?, version = ?, finished_at = ?, phase = ? "
-               "WHERE id = ? AND status IN ('queued','running')", [status, message, version, now(), status, job_id])
 
 
 def main(argv: list[str] | None = None) -> int:

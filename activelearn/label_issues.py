@@ -24,7 +24,6 @@ reviewed is not flagged again until its label changes.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -46,19 +45,6 @@ BACKGROUND_PER_CLASS = 300
 
 #: (n, 28, 28) uint8 images -> (n, d) float features.
 EmbedFn = Callable[[np.ndarray], np.ndarray]
-
-#: Open issues: unresolved, label unchanged since flagged, near-duplicate labels still differ.
-_OPEN_SQL = """
-SELECT li.item_id, li.given_class_id, li.suggested_class_id, li.self_confidence, li.kind,
-       li.other_item_id
-FROM label_issues li JOIN item_state s ON s.item_id = li.item_id AND s.event_id = li.event_id
-WHERE li.resolved_event_id IS NULL
-  AND (li.kind != 'near-duplicate-conflict' OR EXISTS (
-        SELECT 1 FROM item_state o WHERE o.item_id = li.other_item_id
-          AND o.action IN ('confirm', 'correct') AND o.class_id != s.class_id))
-ORDER BY li.kind, li.self_confidence, li.item_id
-"""
-
 
 @dataclass(frozen=True)
 class LabelIssue:
@@ -152,13 +138,8 @@ def confident_learning_issues(item_ids: Sequence[int], labels: np.ndarray,
 
 def near_duplicate_conflicts(db: sqlite_utils.Database) -> list[LabelIssue]:
     """Both sides of every near-duplicate pair whose current labels differ."""
-    rows = db.execute(
-        "SELECT i.id, a.class_id, i.near_dup_of, b.class_id FROM items i "
-        "JOIN item_state a ON a.item_id = i.id AND a.action IN ('confirm', 'correct') "
-        "JOIN item_state b ON b.item_id = i.near_dup_of AND b.action IN ('confirm', 'correct') "
-        "WHERE a.class_id != b.class_id ORDER BY i.id").fetchall()
     issues = []
-    for item, item_class, other, other_class in rows:
+    for item, item_class, other, other_class in store.near_duplicate_label_conflicts(db):
         issues.append(LabelIssue(item, item_class, other_class, None, NEAR_DUPLICATE, other))
         issues.append(LabelIssue(other, other_class, item_class, None, NEAR_DUPLICATE, item))
     return issues
@@ -210,38 +191,26 @@ def save_scan(db: sqlite_utils.Database, issues: Sequence[LabelIssue], *,
     the item's label changed since the scan read it.
     """
     with store.transaction(db):
-        current = {item: (event, cls) for item, event, cls in db.execute(
-            "SELECT item_id, event_id, class_id FROM item_state").fetchall()}
-        reviewed = {row[0] for row in db.execute(
-            "SELECT li.item_id FROM label_issues li JOIN item_state s "
-            "ON s.item_id = li.item_id AND s.event_id = li.resolved_event_id").fetchall()}
+        current = store.current_events(db)
+        reviewed = store.reviewed_issue_items(db)
         kept = [issue for issue in issues if issue.item_id not in reviewed
                 and current.get(issue.item_id, (None, None))[1] == issue.given_class]
-        db.execute("DELETE FROM label_issues WHERE resolved_event_id IS NULL")
-        scan_id = db.execute(
-            "INSERT INTO label_issue_scans (created_at, settings, labeled, flagged) VALUES (?, ?, ?, ?)",
-            [store.now(), json.dumps(settings), labeled, len({i.item_id for i in kept})]).lastrowid
-        db.conn.executemany(
-            "INSERT INTO label_issues (scan_id, item_id, kind, given_class_id, suggested_class_id, "
-            "self_confidence, other_item_id, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(scan_id, i.item_id, i.kind, i.given_class, i.suggested_class, i.self_confidence,
-              i.other_item_id, current[i.item_id][0]) for i in kept])
+        store.replace_open_issues(db, [
+            {"item_id": i.item_id, "kind": i.kind, "given_class_id": i.given_class,
+             "suggested_class_id": i.suggested_class, "self_confidence": i.self_confidence,
+             "other_item_id": i.other_item_id, "event_id": current[i.item_id][0]} for i in kept],
+            settings=settings, labeled=labeled)
     return kept
 
 
 def last_scan(db: sqlite_utils.Database) -> dict[str, Any] | None:
     """The newest scan (id, created_at, settings, labeled, flagged), or None if none ran."""
-    row = db.execute("SELECT id, created_at, settings, labeled, flagged FROM label_issue_scans "
-                     "ORDER BY id DESC LIMIT 1").fetchone()
-    if row is None:
-        return None
-    return {"id": row[0], "created_at": row[1], "settings": json.loads(row[2]),
-            "labeled": row[3], "flagged": row[4]}
+    return store.last_issue_scan(db)
 
 
 def open_issues(db: sqlite_utils.Database) -> list[LabelIssue]:
     """The review queue: confident-learning issues (least self-confident first), then conflicts."""
-    return [LabelIssue(*row) for row in db.execute(_OPEN_SQL).fetchall()]
+    return [LabelIssue(*row) for row in store.open_issue_rows(db)]
 
 
 def open_issue_ids(db: sqlite_utils.Database) -> set[int]:
@@ -261,8 +230,7 @@ def resolve_issue(db: sqlite_utils.Database, item_id: int, class_id: int | None,
         chosen = given if class_id is None else int(class_id)
         action = "confirm" if chosen == given else "correct"
         event = store.record_label(db, item_id, action, class_id=chosen, annotator=annotator)
-        db.execute("UPDATE label_issues SET resolved_event_id = ? "
-                   "WHERE item_id = ? AND resolved_event_id IS NULL", [event.id, int(item_id)])
+        store.resolve_issues(db, item_id, event.id)
     return event
 
 

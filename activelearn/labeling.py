@@ -14,7 +14,7 @@ when the item is leased to someone else or was decided by someone else since
 it was served; each served entry carries a serve id, and its decision is
 stored under a request id derived from it, so a retried request stores nothing twice.
 
-Three things keep the loop honest and useful from the first label:
+Four things keep the loop honest and useful from the first label:
 
 * **No model yet**: the queue serves unlabeled items in random order (holdout
   share and leases honoured), so annotators label from minute one; the
@@ -24,6 +24,10 @@ Three things keep the loop honest and useful from the first label:
   like the random audit slice, until every class has HOLDOUT_TARGET labeled
   holdout items. Without it, in-domain metrics and the activation rule have
   nothing to stand on.
+* **Overlap for agreement** (off until a lead sets it): a random share of the
+  items people decide (a fixed coin per item, never by uncertainty) goes back
+  into other annotators' queues until k different people voted on it; nobody
+  gets the same item twice. These are served first and look like any other item.
 * **Diverse cold start**: while no photo model exists but the backbone has
   embedded the photos, the queue picks k-center over the backbone embeddings,
   so the first labels cover the pool instead of one class the seed CNN likes.
@@ -47,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from activelearn import query, registry, scoring, store
+from activelearn import agreement, query, registry, scoring, store
 from activelearn.config import Paths
 from activelearn.errors import ActiveLearnError
 from activelearn.store import DecisionConflict, LabelEvent
@@ -59,6 +63,38 @@ HOLDOUT_TARGET = 30
 COLD_START = "diverse (cold start)"
 #: The strategy of entries served while no model is active: random order, no prediction.
 NO_MODEL = "random (no model yet)"
+#: The strategy of entries served for a second (or k-th) vote.
+OVERLAP = "random (overlap)"
+OVERLAP_SETTING = "overlap"
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """The project's overlap: `share` of decided items go to `k` different annotators (share 0 = off)."""
+
+    share: float = 0.0
+    k: int = agreement.DEFAULT_K
+    seed: int = 0
+
+    @property
+    def on(self) -> bool:
+        return self.share > 0
+
+
+def overlap_setting(db: sqlite_utils.Database) -> Overlap:
+    """The lead's overlap setting (off unless set)."""
+    return Overlap(**(store.get_setting(db, OVERLAP_SETTING) or {}))
+
+
+def set_overlap(db: sqlite_utils.Database, share: float, k: int = agreement.DEFAULT_K) -> Overlap:
+    """Turn overlap on (share > 0) or off (0); refused in one sentence outside 0-1 or k outside 2-10."""
+    if not 0.0 <= float(share) <= 1.0:
+        raise ActiveLearnError(f"the overlap share must be between 0 and 1 (0 turns overlap off), got {share}")
+    if not 2 <= int(k) <= 10:
+        raise ActiveLearnError(f"overlapped items go to 2 to 10 annotators, got {k}")
+    setting = Overlap(float(share), int(k), overlap_setting(db).seed)
+    store.set_setting(db, OVERLAP_SETTING, {"share": setting.share, "k": setting.k, "seed": setting.seed})
+    return setting
 
 
 @dataclass(frozen=True)
@@ -185,6 +221,21 @@ def _entry(scores: scoring.PoolScores, row: int, names: list[str], *, score: flo
                       scores.version)
 
 
+def _overlap_picks(db, annotator: str, n: int, rng: np.random.Generator,
+                   scored: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Up to n (item id, current event id) for one more vote by `annotator`, in random order (inside `_serving`)."""
+    overlap = overlap_setting(db)
+    if not overlap.on or n <= 0:
+        return []
+    voted = store.voted_ids(db, "pool")
+    drawn = voted[agreement.overlap_draw(voted, overlap.share, overlap.seed)]
+    if scored is not None:
+        drawn = drawn[np.isin(drawn, scored, assume_unique=True)]
+    picks = store.overlap_candidates(db, drawn, annotator, overlap.k)
+    order = rng.permutation(len(picks))[:n]
+    return [picks[i] for i in order]
+
+
 def next_items(source: Paths | Workspace, *, annotator: str, n: int = 10, strategy: str = "margin",
                class_filter: int | None = None, audit_fraction: float = 0.1,
                seed: int | None = None, take_lease: bool = True,
@@ -205,13 +256,15 @@ def next_items(source: Paths | Workspace, *, annotator: str, n: int = 10, strate
     names = ws.names()
     holdout_n = _share_of(n, holdout_share, rng)
     with _serving(ws.db, take_lease):
-        holdout_rows = _holdout_rows(ws.db, scores, annotator, holdout_n, rng)
+        overlap = [] if class_filter is not None else _overlap_picks(ws.db, annotator, n, rng, scores.item_ids)
+        holdout_rows = _holdout_rows(ws.db, scores, annotator, min(holdout_n, n - len(overlap)), rng)
         mask = _eligible(ws.db, scores, annotator)
         if class_filter is not None:
             mask &= scores.probs.argmax(1) == class_filter
         picked, rows = [], np.flatnonzero(mask)
-        if len(rows) and n > len(holdout_rows):   # only the eligible rows: the same batch, less to check
-            picked = query.select_batch(scores.probs[rows], n - len(holdout_rows), strategy,
+        wanted = n - len(holdout_rows) - len(overlap)
+        if len(rows) and wanted > 0:   # only the eligible rows: the same batch, less to check
+            picked = query.select_batch(scores.probs[rows], wanted, strategy,
                                         embeddings=scores.embeddings[rows], audit_fraction=audit_fraction,
                                         seed=int(rng.integers(2**31)))
         entries = [_entry(scores, int(rows[it.index]), names, score=it.score,
@@ -220,6 +273,10 @@ def next_items(source: Paths | Workspace, *, annotator: str, n: int = 10, strate
         for row in holdout_rows:   # shown like the random audit slice: the annotator cannot tell them apart
             entries.insert(int(rng.integers(len(entries) + 1)),
                            _entry(scores, row, names, score=float("nan"), strategy="random", is_audit=True))
+        # another vote first, so overlapped items get their k votes while the item is fresh
+        entries[:0] = [replace(_entry(scores, int(scores.rows([item])[0]), names, score=float("nan"),
+                                      strategy=OVERLAP, is_audit=True), served_event_id=event)
+                       for item, event in overlap]
         return _served(ws.db, entries, annotator, take_lease)
 
 
@@ -228,6 +285,9 @@ def _random_items(db, annotator: str, n: int, rng: np.random.Generator, take_lea
     """n unlabeled items in random order (the holdout's share among them): the queue before any model."""
     holdout_n = _share_of(n, holdout_share, rng)
     with _serving(db, take_lease):
+        overlap = _overlap_picks(db, annotator, n, rng)
+        n -= len(overlap)
+        holdout_n = min(holdout_n, n)
         leased = store.leased_to_others(db, annotator)
         chosen: list[int] = []
         if holdout_n and _holdout_short(db, len(store.class_names(db))).any():
@@ -236,7 +296,9 @@ def _random_items(db, annotator: str, n: int, rng: np.random.Generator, take_lea
         pool = np.setdiff1d(store.unlabeled_ids(db, "pool"), leased, assume_unique=True)
         chosen += rng.choice(pool, min(n - len(chosen), len(pool)), replace=False).tolist()
         rng.shuffle(chosen)
-        entries = [QueueEntry(int(i), float("nan"), NO_MODEL, False, (), None, None, None) for i in chosen]
+        entries = [QueueEntry(int(i), float("nan"), OVERLAP, True, (), None, None, None, served_event_id=event)
+                   for i, event in overlap]
+        entries += [QueueEntry(int(i), float("nan"), NO_MODEL, False, (), None, None, None) for i in chosen]
         return _served(db, entries, annotator, take_lease)
 
 

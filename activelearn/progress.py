@@ -20,9 +20,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-#: Who writes labels without labeling: folder pre-labels are stored under "import" (ingest, export's
-#: IMPORT_ANNOTATOR), sixty at once, which would read as millions of decisions an hour.
-PRELABELERS = frozenset({"import"})
+from activelearn.store import IMPORT_ANNOTATOR
+
+#: Who writes labels without labeling: folder pre-labels (IMPORT_ANNOTATOR), sixty at once,
+#: which would read as millions of decisions an hour.
+PRELABELERS = frozenset({IMPORT_ANNOTATOR})
 #: A longer pause between two decisions of one annotator is a break, not labeling time.
 IDLE_GAP = timedelta(minutes=5)
 #: An annotator whose last decision is this recent is labeling now: the ETA uses their pace.

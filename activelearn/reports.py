@@ -95,16 +95,31 @@ def per_class_accuracy_figure(metrics_by_split: Mapping[str, Mapping[str, Any]],
     for i, split in enumerate(splits):
         per_class = metrics_by_split[split].get("per_class", {})
         values = [per_class.get(name, {}).get("accuracy") for name in class_names]
-        axes.barh(positions + (i - (len(splits) - 1) / 2) * height,
-                  [np.nan if v is None else v for v in values], height, label=SPLIT_LABELS.get(split, split))
+        offsets = positions + (i - (len(splits) - 1) / 2) * height
+        axes.barh(offsets, [np.nan if v is None else v for v in values], height,
+                         label=SPLIT_LABELS.get(split, split))
+        # say which empty bar is 0% and which class has no items in this split: they look alike
+        for y, value in zip(offsets, values):
+            axes.text(0.01 if value is None else value + 0.01, y, "no items" if value is None else f"{value:.0%}",
+                      va="center", fontsize=7, color="0.35")
     axes.set_yticks(positions, class_names)
     axes.invert_yaxis()
-    axes.set_xlim(0, 1)
+    axes.set_xlim(0, 1.12)    # room for the value labels right of a 100% bar
+    axes.set_xticks(np.linspace(0, 1, 6))
     axes.set_xlabel("accuracy (share of the class predicted correctly)")
     axes.set_title("Per-class accuracy")
     if splits:
         figure.legend(loc="outside lower center", ncol=len(splits), fontsize=8)
     return figure
+
+
+def history_ylim(accuracies: Sequence[float]) -> tuple[float, float]:
+    """Accuracy axis from a round tenth below the worst point to 1: differences between versions of a
+    few points stay visible, and the axis never starts at an arbitrary 0.93 that exaggerates them."""
+    finite = [a for a in accuracies if np.isfinite(a)]
+    if not finite:
+        return 0.0, 1.0
+    return max(0.0, np.floor(min(finite) * 10 - 0.5) / 10), 1.0
 
 
 def history_figure(cards: Sequence[Mapping[str, Any]]) -> Figure:
@@ -129,6 +144,7 @@ def history_figure(cards: Sequence[Mapping[str, Any]]) -> Figure:
                     axes.annotate(f"n={m['n']}", (x, m["accuracy"]), textcoords="offset points",
                                   xytext=(0, 6), ha="center", fontsize=7)
     axes.set_xticks(range(len(cards)), versions)
+    axes.set_ylim(*history_ylim([y for line in axes.lines for y in line.get_ydata()]))
     axes.set_xlabel("model version")
     axes.set_ylabel("accuracy")
     axes.set_title("Learning history")

@@ -43,7 +43,10 @@ class TrainConfig:
     learning_rate: float = 3e-3
     label_smoothing: float = 0.1
     seed: int = 0
-    patience: int = 6
+    #: Epochs without a better validation accuracy before training stops; None = never stop early
+    #: (the best epoch's weights are still kept). From scratch the cosine schedule gains most in its
+    #: last, low-rate epochs: patience 6 stopped seed 0 / float32 at epoch 16 of 24 with 0.9201.
+    patience: int | None = None
     width: int = 32
     mode: str = "scratch"            # "scratch" or "finetune"
     human_weight: float = 5.0        # sample weight of a human label vs one Fashion-MNIST image

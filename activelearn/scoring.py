@@ -92,7 +92,7 @@ def score_items(paths: Paths, version: str | None = None, *,
     if registry.model_kind(card) == registry.PHOTO:
         all_ids, backbone_embeddings = store.get_embeddings(db, card["backbone"]["name"])
     else:
-        all_ids = np.array([r[0] for r in db.execute("SELECT id FROM items ORDER BY id").fetchall()], np.int64)
+        all_ids = store.item_ids(db)
     missing = all_ids if cached is None else np.setdiff1d(all_ids, cached.item_ids, assume_unique=True)
     if len(missing) == 0 and cached is not None:
         with _lock:

@@ -1,4 +1,8 @@
-"""labels.db: items, classes, append-only label events, jobs and leases.
+"""labels.db: items, classes, append-only label events, jobs and leases; the project's one home of SQL.
+
+Every table is created by a numbered migration here, and every statement the
+other modules need is a function here (tests/test_store_owns_sql.py checks), so
+another backend would change this module only.
 
 Every human decision is an *event*; nothing is updated in place. An item's
 current label is the newest event that no `undo` event has reverted; the
@@ -21,6 +25,7 @@ import os
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -50,6 +55,8 @@ DECISIONS = ("confirm", "correct", "skip", "reject")
 ACTIONS = DECISIONS + ("undo",)
 SPLITS = ("pool", "holdout")
 SOURCES = ("folder", "archive", "upload", "url", "fmnist")
+#: The annotator of pre-labels an import takes from folder names: not a person's decision.
+IMPORT_ANNOTATOR = "import"
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -470,17 +477,20 @@ def add_class(db: sqlite_utils.Database, name: str) -> ClassInfo:
     """Add a user class; it takes the next output index, so the model grows by one unit.
 
     Names that would be misread are refused: all digits (digits are class ids and the
-    Label tab's class keys), HTML markup characters (names are shown in web pages), '/'
-    and '..' (names become folder names in exports), control characters and Unicode
-    direction overrides (what is shown would differ from what is stored).
+    Label tab's class keys), HTML markup characters (names are shown in web pages), '/',
+    '\\' and '..' (names become folder names in exports), control characters and invisible
+    format characters such as direction marks and overrides or zero-width spaces (what is
+    shown would differ from what is stored).
     """
     for char in name:
-        if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0:
+        category = unicodedata.category(char)
+        if category == "Cc":
             raise StoreError(f"a class name cannot contain control characters "
                              f"(found U+{ord(char):04X} in {name!r})")
-        if "\u202a" <= char <= "\u202e" or "\u2066" <= char <= "\u2069":
-            raise StoreError(f"a class name cannot contain Unicode direction overrides (found "
-                             f"U+{ord(char):04X} in {name!r}): it would not read as it is stored")
+        if category == "Cf":
+            raise StoreError(f"a class name cannot contain invisible formatting characters such as "
+                             f"direction marks or zero-width spaces (found U+{ord(char):04X} in {name!r}): "
+                             "it would not read as it is stored")
     name = " ".join(name.split())
     if not name:
         raise StoreError("a class name cannot be empty")
@@ -493,7 +503,7 @@ def add_class(db: sqlite_utils.Database, name: str) -> ClassInfo:
     if markup:
         raise StoreError(f"a class name cannot contain HTML markup characters < > & "
                          f"(found {markup!r} in {name!r})")
-    for part in ("/", ".."):
+    for part in ("/", "\\", ".."):
         if part in name:
             raise StoreError(f"a class name cannot contain {part!r} ({name!r}): "
                              "class names become folder names in exports")
@@ -734,6 +744,19 @@ def label_state(db: sqlite_utils.Database, split: str | None = None) -> dict[int
     return {item: (action, cls) for item, action, cls in db.execute(sql, params).fetchall()}
 
 
+def annotator_votes(db: sqlite_utils.Database) -> list[tuple[int, str, int, str]]:
+    """(item id, annotator, class id, time) of each annotator's latest decision per item, if it names a class.
+
+    The input of agreement and consensus: one vote per person per item. An undone decision
+    is no vote, and a person whose latest decision is a skip or reject has withdrawn theirs.
+    """
+    return [tuple(row) for row in db.execute(
+        "SELECT item_id, annotator, class_id, created_at FROM ("
+        "  SELECT *, ROW_NUMBER() OVER (PARTITION BY item_id, annotator ORDER BY id DESC) AS rn"
+        "  FROM effective_events)"
+        " WHERE rn = 1 AND action IN ('confirm', 'correct') ORDER BY item_id, annotator").fetchall()]
+
+
 def labeled_items(db: sqlite_utils.Database, split: str | None = None) -> list[tuple[int, int]]:
     """(item id, class id) of items whose current decision is confirm/correct."""
     return [(item, cls) for item, (action, cls) in label_state(db, split).items()
@@ -881,15 +904,18 @@ def release_all_leases(db: sqlite_utils.Database) -> int:
 _STATUS_SQL = {"unlabeled": "s.item_id IS NULL", "labeled": "s.action IN ('confirm','correct')",
                "skipped": "s.action = 'skip'", "rejected": "s.action = 'reject'"}
 BROWSE_STATUSES = tuple(_STATUS_SQL)
-#: An item is flagged when it is marked a near-duplicate or has an open label issue (unresolved,
-#: its label unchanged since the scan; for a near-duplicate conflict the two labels still differ).
-#: A set of ids, so a page seeks them by id instead of testing every item.
-_FLAGGED_IDS = """SELECT id FROM items WHERE near_dup_of IS NOT NULL
-UNION SELECT li.item_id FROM label_issues li JOIN item_state s ON s.item_id = li.item_id AND s.event_id = li.event_id
+#: Open issues: unresolved, the item's label unchanged since the scan flagged it, and for a
+#: near-duplicate conflict the two labels still differ. Shared by the review queue and Browse's flag.
+_OPEN_ISSUES = """FROM label_issues li JOIN item_state s ON s.item_id = li.item_id AND s.event_id = li.event_id
 WHERE li.resolved_event_id IS NULL
   AND (li.kind != 'near-duplicate-conflict' OR EXISTS (
         SELECT 1 FROM item_state o WHERE o.item_id = li.other_item_id
           AND o.action IN ('confirm','correct') AND o.class_id != s.class_id))"""
+
+
+#: An item is flagged when it is marked a near-duplicate or has an open label issue.
+#: A set of ids, so a page seeks them by id instead of testing every item.
+_FLAGGED_IDS = f"SELECT id FROM items WHERE near_dup_of IS NOT NULL UNION SELECT li.item_id {_OPEN_ISSUES}"
 
 
 def _moment(value: str, *, end: bool) -> str:
@@ -1083,3 +1109,348 @@ def set_setting(db: sqlite_utils.Database, key: str, value: Any) -> None:
     db.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                [key, json.dumps(value), now()])
+
+
+# ---------------------------------------------------------------- overlap (items labeled by several people)
+
+def voted_ids(db: sqlite_utils.Database, split: str = "pool") -> np.ndarray:
+    """Items of a split whose current label is a person's class decision (not a folder pre-label), ascending."""
+    cursor = db.execute("SELECT item_id FROM item_state WHERE split = ? AND action IN ('confirm', 'correct') "
+                        "AND annotator != ? ORDER BY item_id", [split, IMPORT_ANNOTATOR])
+    return np.fromiter((row[0] for row in cursor), np.int64)
+
+
+def votes_per_item(db: sqlite_utils.Database) -> dict[int, int]:
+    """item id -> number of people whose latest decision on it names a class (pre-labels not counted)."""
+    counts: dict[int, int] = {}
+    for item, who, _, _ in annotator_votes(db):
+        if who != IMPORT_ANNOTATOR:
+            counts[item] = counts.get(item, 0) + 1
+    return counts
+
+
+def overlap_candidates(db: sqlite_utils.Database, item_ids: Sequence[int], annotator: str,
+                       k: int) -> list[tuple[int, int]]:
+    """(item id, current event id) of those items that may go to `annotator` for one more vote.
+
+    An item qualifies while fewer than `k` people voted on it, `annotator` never decided it
+    (a second vote from the same person would agree with itself) and no one else holds a live lease.
+    """
+    ids = json.dumps([int(i) for i in item_ids])
+    return [tuple(row) for row in db.execute(
+        "SELECT s.item_id, s.event_id FROM item_state s"
+        " WHERE s.item_id IN (SELECT value FROM json_each(?)) AND s.action IN ('confirm', 'correct')"
+        "   AND NOT EXISTS (SELECT 1 FROM effective_events e WHERE e.item_id = s.item_id AND e.annotator = ?)"
+        "   AND (SELECT COUNT(DISTINCT e.annotator) FROM effective_events e WHERE e.item_id = s.item_id"
+        "        AND e.action IN ('confirm', 'correct') AND e.annotator != ?) < ?"
+        "   AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.item_id = s.item_id AND l.expires_at > ?"
+        "                   AND l.annotator != ?)"
+        " ORDER BY s.item_id",
+        [ids, annotator, IMPORT_ANNOTATOR, int(k), time.time(), annotator]).fetchall()]
+
+
+# ---------------------------------------------------------------- jobs
+
+#: Columns of a job row as `job_row` returns them; params and history are JSON in the table.
+JOB_FIELDS = ("id", "kind", "status", "params", "pid", "phase", "epoch", "epochs", "batch", "batches", "loss",
+              "accuracy", "eta_s", "history", "message", "version", "created_at", "started_at", "finished_at")
+#: Columns `update_job` may write (id, kind and created_at never change).
+_JOB_WRITABLE = {"status", "pid", "phase", "epoch", "epochs", "batch", "batches", "loss", "accuracy", "eta_s",
+                 "history", "message", "version", "started_at", "finished_at", "heartbeat_at"}
+_JOB_ACTIVE = "status IN ('queued','running')"
+
+
+def _job_dict(row: Sequence) -> dict[str, Any]:
+    job = dict(zip(JOB_FIELDS, row))
+    job["params"] = json.loads(job["params"] or "{}")
+    job["history"] = json.loads(job["history"] or "[]")
+    return job
+
+
+def create_job(db: sqlite_utils.Database, kind: str, params: dict[str, Any]) -> int | None:
+    """Queue a job row; None when one of this kind is already queued or running (a unique index decides)."""
+    created = now()
+    try:
+        cursor = db.execute("INSERT INTO jobs (kind, status, params, created_at, heartbeat_at) "
+                            "VALUES (?, 'queued', ?, ?, ?)", [kind, json.dumps(params), created, created])
+    except sqlite3.IntegrityError:
+        return None
+    return int(cursor.lastrowid)
+
+
+def job_row(db: sqlite_utils.Database, job_id: int) -> dict[str, Any] | None:
+    """One job's row (JOB_FIELDS, JSON decoded), or None: the worker and every progress poll read it."""
+    row = db.execute(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE id = ?", [int(job_id)]).fetchone()
+    return None if row is None else _job_dict(row)
+
+
+def job_rows(db: sqlite_utils.Database, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest jobs first, for `jobs` listings."""
+    rows = db.execute(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs ORDER BY id DESC LIMIT ?", [int(limit)])
+    return [_job_dict(row) for row in rows.fetchall()]
+
+
+def active_job_row(db: sqlite_utils.Database, kind: str) -> dict[str, Any] | None:
+    """The queued or running job of `kind`, or None: what blocks starting another."""
+    row = db.execute(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE {_JOB_ACTIVE} AND kind = ? "
+                     "ORDER BY id DESC LIMIT 1", [kind]).fetchone()
+    return None if row is None else _job_dict(row)
+
+
+def active_job_heartbeats(db: sqlite_utils.Database) -> list[tuple[int, int | None, str | None, str]]:
+    """(id, pid, heartbeat_at, created_at) of every queued or running job: what reaping a dead worker needs."""
+    return [tuple(row) for row in db.execute(
+        f"SELECT id, pid, heartbeat_at, created_at FROM jobs WHERE {_JOB_ACTIVE}").fetchall()]
+
+
+def active_job_ids_of(db: sqlite_utils.Database, pids: Sequence[int]) -> list[int]:
+    """Queued or running jobs whose worker has one of these pids: those an exiting app must stop."""
+    return [row[0] for row in db.execute(
+        f"SELECT id FROM jobs WHERE {_JOB_ACTIVE} AND pid IN (SELECT value FROM json_each(?)) ORDER BY id",
+        [json.dumps([int(p) for p in pids])]).fetchall()]
+
+
+def update_job(db: sqlite_utils.Database, job_id: int, **fields: Any) -> None:
+    """Write columns of one job row (history as a list): the worker's progress, pid and start."""
+    unknown = set(fields) - _JOB_WRITABLE
+    if unknown:
+        raise StoreError(f"unknown job fields: {sorted(unknown)}")
+    if not fields:
+        return
+    if "history" in fields:
+        fields["history"] = json.dumps(fields["history"])
+    sets = ", ".join(f"{column} = ?" for column in fields)
+    db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*fields.values(), int(job_id)])
+
+
+def request_job_cancel(db: sqlite_utils.Database, job_ids: Sequence[int]) -> None:
+    """Raise the cancel flag the workers poll at each progress report."""
+    db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id IN (SELECT value FROM json_each(?))",
+               [json.dumps([int(i) for i in job_ids])])
+
+
+def job_control(db: sqlite_utils.Database, job_id: int) -> tuple[bool, str] | None:
+    """(cancel requested, status) of a job, or None if its row is gone: a worker asks whether to go on."""
+    row = db.execute("SELECT cancel_requested, status FROM jobs WHERE id = ?", [int(job_id)]).fetchone()
+    return None if row is None else (bool(row[0]), row[1])
+
+
+def finish_job(db: sqlite_utils.Database, job_id: int, status: str, message: str,
+               version: str | None = None) -> None:
+    """Record a job's outcome (its phase becomes the status), only while it is still active.
+
+    An active-only write, so a job another process already failed or cancelled keeps that outcome.
+    """
+    db.execute(f"UPDATE jobs SET status = ?, message = ?, version = ?, finished_at = ?, phase = ? "
+               f"WHERE id = ? AND {_JOB_ACTIVE}", [status, message, version, now(), status, int(job_id)])
+
+
+def fail_stale_job(db: sqlite_utils.Database, job_id: int, message: str) -> None:
+    """Mark a job whose worker died or went silent failed, keeping its phase (where it stopped)."""
+    db.execute(f"UPDATE jobs SET status = 'failed', message = ?, finished_at = ? WHERE id = ? AND {_JOB_ACTIVE}",
+               [message, now(), int(job_id)])
+
+
+# ---------------------------------------------------------------- label issues
+
+def current_events(db: sqlite_utils.Database) -> dict[int, tuple[int, int | None]]:
+    """item id -> (current event id, class id) of every decided item: what a scan's issues are pinned to."""
+    return {item: (event, cls) for item, event, cls in db.execute(
+        "SELECT item_id, event_id, class_id FROM item_state").fetchall()}
+
+
+def reviewed_issue_items(db: sqlite_utils.Database) -> set[int]:
+    """Items whose current label is a lead's resolution of an issue: a new scan does not flag them again."""
+    return {row[0] for row in db.execute(
+        "SELECT li.item_id FROM label_issues li JOIN item_state s "
+        "ON s.item_id = li.item_id AND s.event_id = li.resolved_event_id").fetchall()}
+
+
+def replace_open_issues(db: sqlite_utils.Database, issues: Sequence[dict[str, Any]], *,
+                        settings: dict[str, Any], labeled: int) -> int:
+    """Drop unresolved issues and record a scan with `issues` (dicts of label_issues columns); returns its id.
+
+    Resolved issues are kept: they remember which labels a lead has reviewed. The caller holds
+    the transaction that read the labels the issues are pinned to.
+    """
+    db.execute("DELETE FROM label_issues WHERE resolved_event_id IS NULL")
+    scan_id = db.execute(
+        "INSERT INTO label_issue_scans (created_at, settings, labeled, flagged) VALUES (?, ?, ?, ?)",
+        [now(), json.dumps(settings), int(labeled), len({issue["item_id"] for issue in issues})]).lastrowid
+    db.conn.executemany(
+        "INSERT INTO label_issues (scan_id, item_id, kind, given_class_id, suggested_class_id, "
+        "self_confidence, other_item_id, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(scan_id, i["item_id"], i["kind"], i["given_class_id"], i["suggested_class_id"], i["self_confidence"],
+          i["other_item_id"], i["event_id"]) for i in issues])
+    return int(scan_id)
+
+
+def last_issue_scan(db: sqlite_utils.Database) -> dict[str, Any] | None:
+    """The newest scan (id, created_at, settings, labeled, flagged), or None if none ran."""
+    row = db.execute("SELECT id, created_at, settings, labeled, flagged FROM label_issue_scans "
+                     "ORDER BY id DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    return {"id": row[0], "created_at": row[1], "settings": json.loads(row[2]),
+            "labeled": row[3], "flagged": row[4]}
+
+
+def open_issue_rows(db: sqlite_utils.Database) -> list[tuple[int, int, int, float | None, str, int | None]]:
+    """(item, given class, suggested class, self-confidence, kind, other item) of open issues, in review order."""
+    return [tuple(row) for row in db.execute(
+        "SELECT li.item_id, li.given_class_id, li.suggested_class_id, li.self_confidence, li.kind, "
+        f"li.other_item_id {_OPEN_ISSUES} ORDER BY li.kind, li.self_confidence, li.item_id").fetchall()]
+
+
+def resolve_issues(db: sqlite_utils.Database, item_id: int, event_id: int) -> None:
+    """Close an item's unresolved issues with the lead's decision event."""
+    db.execute("UPDATE label_issues SET resolved_event_id = ? WHERE item_id = ? AND resolved_event_id IS NULL",
+               [int(event_id), int(item_id)])
+
+
+def near_duplicate_label_conflicts(db: sqlite_utils.Database) -> list[tuple[int, int, int, int]]:
+    """(item, its class, the item it nearly duplicates, that one's class) where the current labels differ."""
+    return [tuple(row) for row in db.execute(
+        "SELECT i.id, a.class_id, i.near_dup_of, b.class_id FROM items i "
+        "JOIN item_state a ON a.item_id = i.id AND a.action IN ('confirm', 'correct') "
+        "JOIN item_state b ON b.item_id = i.near_dup_of AND b.action IN ('confirm', 'correct') "
+        "WHERE a.class_id != b.class_id ORDER BY i.id").fetchall()]
+
+
+# ---------------------------------------------------------------- export selection
+
+def export_rows(db: sqlite_utils.Database, *, class_ids: Sequence[int] | None = None,
+                not_annotator: str | None = None, annotator: str | None = None,
+                since: str | None = None, until: str | None = None,
+                include_holdout: bool = True) -> list[tuple[int, str, int, str, str, int]]:
+    """(item, split, class, source, annotator, event) of labeled items, pool before holdout, each by id.
+
+    Filters look at the current decision; `since` (inclusive) and `until` (exclusive) are stored-time
+    strings. The item_state read happens once here, so later chunks are keyed by event id.
+    """
+    sql = ["SELECT i.id, i.split, s.class_id, i.source, s.annotator, s.event_id FROM item_state s "
+           "JOIN items i ON i.id = s.item_id WHERE s.action IN ('confirm', 'correct')"]
+    params: list[Any] = []
+    if class_ids is not None:
+        sql.append("AND s.class_id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps([int(c) for c in class_ids]))
+    if not_annotator is not None:
+        sql.append("AND s.annotator != ?")
+        params.append(not_annotator)
+    if annotator is not None:
+        sql.append("AND s.annotator = ?")
+        params.append(annotator)
+    if since is not None:
+        sql.append("AND s.created_at >= ?")
+        params.append(since)
+    if until is not None:
+        sql.append("AND s.created_at < ?")
+        params.append(until)
+    if not include_holdout:
+        sql.append("AND i.split = 'pool'")
+    sql.append("ORDER BY i.split = 'holdout', i.id")
+    return [tuple(row) for row in db.execute(" ".join(sql), params).fetchall()]
+
+
+def near_dup_parents(db: sqlite_utils.Database) -> dict[int, int]:
+    """item id -> the item it was flagged a near-duplicate of (only flagged items): export's groups."""
+    return dict(db.execute("SELECT id, near_dup_of FROM items WHERE near_dup_of IS NOT NULL").fetchall())
+
+
+def item_sha256s(db: sqlite_utils.Database, item_ids: Iterable[int]) -> dict[int, str]:
+    """item id -> SHA-256 of the given items (unknown ids are left out)."""
+    shas: dict[int, str] = {}
+    for chunk in _chunks(sorted({int(i) for i in item_ids}), 900):
+        marks = ",".join("?" * len(chunk))
+        shas.update(db.execute(f"SELECT id, sha256 FROM items WHERE id IN ({marks})", chunk).fetchall())
+    return shas
+
+
+def export_records(db: sqlite_utils.Database, event_ids: Sequence[int]) -> dict[int, tuple]:
+    """item id -> the manifest's columns of the item each decision event labels.
+
+    A row is (item id, sha256, original name, source, stored path, format, width, height, flags,
+    class id, action, annotator, decided at, model version, predicted class id, confidence).
+    """
+    rows: dict[int, tuple] = {}
+    for chunk in _chunks([int(e) for e in event_ids], 900):
+        marks = ",".join("?" * len(chunk))
+        rows.update((row[0], tuple(row)) for row in db.execute(
+            "SELECT i.id, i.sha256, i.original_name, i.source, i.stored_path, i.format, i.width, i.height, "
+            "i.flags, e.class_id, e.action, e.annotator, e.created_at, "
+            "e.model_version, e.predicted_class_id, e.confidence "
+            f"FROM labels e JOIN items i ON i.id = e.item_id WHERE e.id IN ({marks})", chunk).fetchall())
+    return rows
+
+
+def effective_decisions_of(db: sqlite_utils.Database, item_ids: Sequence[int]) -> list[tuple[int, str, str]]:
+    """(item, annotator, time) of every effective (not undone, not undo) decision on these items."""
+    rows: list[tuple[int, str, str]] = []
+    for chunk in _chunks([int(i) for i in item_ids], 900):
+        marks = ",".join("?" * len(chunk))
+        rows += [tuple(row) for row in db.execute(
+            f"SELECT item_id, annotator, created_at FROM effective_events WHERE item_id IN ({marks})",
+            chunk).fetchall()]
+    return rows
+
+
+# ---------------------------------------------------------------- near-duplicates and import
+
+def item_ids(db: sqlite_utils.Database) -> np.ndarray:
+    """Every item id, ascending, as int64: what the 28x28 model scores."""
+    return np.fromiter((row[0] for row in db.execute("SELECT id FROM items ORDER BY id")), np.int64)
+
+
+def known_sha256(db: sqlite_utils.Database) -> set[str]:
+    """SHA-256 of every item: an import skips byte-identical files without a query per file."""
+    return {row[0] for row in db.execute("SELECT sha256 FROM items")}
+
+
+def item_id_by_sha256(db: sqlite_utils.Database, sha256: str) -> int | None:
+    """The item with this content hash, or None."""
+    row = db.execute("SELECT id FROM items WHERE sha256 = ?", [sha256]).fetchone()
+    return None if row is None else row[0]
+
+
+def item_stored_path(db: sqlite_utils.Database, item_id: int) -> str | None:
+    """Where an item's original is stored (relative to the home folder); None if it has none or is unknown."""
+    row = db.execute("SELECT stored_path FROM items WHERE id = ?", [int(item_id)]).fetchone()
+    return None if row is None else row[0]
+
+
+def item_dhashes(db: sqlite_utils.Database) -> list[tuple[int, int]]:
+    """(item id, perceptual hash as signed 64-bit) of every hashed item, by id: the near-duplicate index."""
+    return [tuple(row) for row in db.execute(
+        "SELECT id, dhash FROM items WHERE dhash IS NOT NULL ORDER BY id").fetchall()]
+
+
+def hashed_item_paths(db: sqlite_utils.Database) -> list[tuple[int, str | None]]:
+    """(item id, stored path) of every hashed item, by id: the ones a hash upgrade recomputes."""
+    return [tuple(row) for row in db.execute(
+        "SELECT id, stored_path FROM items WHERE dhash IS NOT NULL ORDER BY id").fetchall()]
+
+
+def set_dhashes(db: sqlite_utils.Database, updates: Sequence[tuple[int, int | None]]) -> None:
+    """Write (item id, hash or None) pairs in one transaction: a hash upgrade goes in chunks like this."""
+    with transaction(db):
+        db.conn.executemany("UPDATE items SET dhash = ? WHERE id = ?",
+                            [(value, int(item_id)) for item_id, value in updates])
+
+
+@contextmanager
+def savepoint(db: sqlite_utils.Database, name: str) -> Iterator[sqlite_utils.Database]:
+    """A nested transaction inside the caller's: an exception undoes only what was written within it.
+
+    The import writes each file's item and pre-label in one, so a refused row leaves its batch intact.
+    """
+    if not name.isidentifier():
+        raise StoreError(f"a savepoint name must be an identifier, got {name!r}")
+    db.execute(f"SAVEPOINT {name}")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute(f"ROLLBACK TO {name}")
+            db.execute(f"RELEASE {name}")
+        raise
+    db.execute(f"RELEASE {name}")

@@ -82,7 +82,8 @@ def _f(value: Any) -> float | None:
 def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
         config: TrainConfig, *, num_classes: int, sample_weight: np.ndarray | None = None,
         progress: ProgressFn | None = None) -> list[dict[str, float]]:
-    """Train with a cosine learning-rate decay and early stopping on the validation images.
+    """Train with a cosine learning-rate decay, keeping the epoch best on the validation images
+    (stopping early after `config.patience` epochs without a better one, unless it is None).
 
     x holds uint8 images, y class indices. Returns the per-epoch history.
     """
@@ -91,7 +92,8 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_v
     cnn.compile_model(model, learning_rate=config.learning_rate,
                       decay_steps=max(1, config.epochs * batches), label_smoothing=config.label_smoothing)
     callbacks: list[keras.callbacks.Callback] = [_EpochTimer(), keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", patience=config.patience, restore_best_weights=True)]
+        monitor="val_accuracy", patience=config.epochs if config.patience is None else config.patience,
+        restore_best_weights=True)]
     if progress is not None:
         callbacks.append(_Progress(progress, config.epochs, batches))
     data = cnn.training_dataset(x, keras.utils.to_categorical(y, num_classes), batch_size=config.batch_size,

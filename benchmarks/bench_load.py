@@ -41,6 +41,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -69,21 +71,6 @@ def start_server(paths, port: int, concurrency: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(REPO / "app.py"), "--home", str(paths.home), "--fmnist-dir",
                              str(paths.fmnist_dir), "--port", str(port), *auth], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_served(url: str, proc: subprocess.Popen, timeout_s: float = 300) -> None:
-    import httpx
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"app.py exited: {proc.stdout.read()}")
-        try:
-            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} not served within {timeout_s} s")
 
 
 class Annotator:
@@ -166,16 +153,19 @@ def build_load_home(home: Path, fmnist_dir: Path, n: int):
 
 
 def run_load(args) -> int:
-    from tests.helpers import free_port
+    from tests.helpers import free_port, wait_served
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         paths = build_load_home(Path(tmp) / "home", args.fmnist_dir, args.n)
         from activelearn.scoring import score_items
         score_items(paths)   # the score cache a running server would have
+        if args.overlap:
+            from activelearn import labeling
+            labeling.set_overlap(store.open_db(paths.db), args.overlap, args.overlap_k)
         port = free_port()
         url = f"http://127.0.0.1:{port}/"
         server = start_server(paths, port, args.concurrency)
         try:
-            wait_served(url, server)
+            wait_served(url, server, timeout_s=300)
             annotators = [Annotator(url, name, args.decisions) for name in ANNOTATORS[:args.annotators]]
             for annotator in annotators:
                 annotator.load()
@@ -235,8 +225,17 @@ def report(paths, annotators: list[Annotator], cli_reports: dict, wall: float, l
     for name, r in cli_reports.items():
         for item in r["served"]:
             shown_to[item].add(name)
-    double_served = len({item for item, who in shown_to.items() if len(who) > 1}
-                        | {item for item, who in deciders.items() if len(who) > 1})
+    shared = ({item for item, who in shown_to.items() if len(who) > 1}
+              | {item for item, who in deciders.items() if len(who) > 1})
+    intended: set[int] = set()
+    if args.overlap:   # drawn items may go to up to k people, one after the other: that is the point
+        from activelearn import agreement
+        ids = np.array(sorted(shared), dtype=np.int64)
+        drawn = set(ids[agreement.overlap_draw(ids, args.overlap)].tolist()) if len(ids) else set()
+        intended = {item for item in drawn if len(deciders[item]) <= args.overlap_k
+                    and len(shown_to[item]) <= args.overlap_k}
+    double_served = len(shared - intended)
+    voted = {item for item, who, action in events if action in ("confirm", "correct") and who != "import"}
     errors = sum(len(a.errors) for a in annotators) + sum(len(r["errors"]) for r in cli_reports.values())
     refused = sum(a.refused for a in annotators)
     latencies = [1000 * t for a in annotators for t in a.latencies]
@@ -250,6 +249,14 @@ def report(paths, annotators: list[Annotator], cli_reports: dict, wall: float, l
           f"{os.cpu_count()} CPU cores")
     print(f"  lost {lost} · double-served {double_served} · errors {errors} (refused decisions {refused}) · "
           f"decisions stored twice {twice}")
+    if args.overlap:
+        voters: dict[int, set[str]] = defaultdict(set)
+        for item, who, action in events:
+            if action in ("confirm", "correct") and who != "import":
+                voters[item].add(who)
+        multi = sum(len(voters[item]) >= 2 for item in intended)
+        print(f"  overlap {args.overlap:.0%} / k={args.overlap_k}: {multi} of {len(voted)} voted items "
+              f"({multi / max(1, len(voted)):.1%}) have two or more votes, from different people")
     print(f"  annotators: {ui_decisions} decisions in {wall:.1f} s = {rate:.1f} decisions/s "
           f"({'ok' if rate >= TARGET_RATE else 'UNDER TARGET'} >= {TARGET_RATE:.0f}/s)")
     print(f"  client round trip: p50 {p50:.0f} ms · p95 {p95:.0f} ms · max {max(latencies):.0f} ms "
@@ -366,6 +373,9 @@ def main() -> int:
     parser.add_argument("--cli", type=int, default=2, help="CLI labelers (default 2)")
     parser.add_argument("--cli-batch", type=int, default=20, help="items per CLI query --lease / label --csv round")
     parser.add_argument("--fmnist-dir", type=Path, default=REPO.parent / "shared" / "fashion-mnist")
+    parser.add_argument("--overlap", type=float, default=0.0, metavar="SHARE",
+                        help="turn overlap on for this share of items (e.g. 0.1): they go to --overlap-k people")
+    parser.add_argument("--overlap-k", type=int, default=2)
     parser.add_argument("--scale", action="store_true", help="also run part 2 (1,000,000 events)")
     parser.add_argument("--scale-only", action="store_true", help="only part 2")
     parser.add_argument("--scale-items", type=int, default=100_000)

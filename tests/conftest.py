@@ -126,3 +126,35 @@ def clothing_photos() -> list[dict[str, str]]:
         pytest.skip("real photos not found: ../shared/clothing-photos (labels.csv) is absent")
     with open(folder / "labels.csv", newline="") as f:
         return [{**row, "path": str(folder / row["file"])} for row in csv.DictReader(f)]
+
+
+# ---------------------------------------------------------------- browser tests
+# `served` is the app the `page` fixture logs in to; a module may define its own `served`.
+
+@pytest.fixture
+def served(seeded_home, photo_folder):
+    """A real server with 60 imported photos; a lead and an annotator may log in."""
+    from activelearn import ingest
+    from tests.helpers import ANNOTATOR, LEAD, serving
+
+    ingest.import_paths(photo_folder, paths=seeded_home, holdout_fraction=0.1)
+    with serving(seeded_home, [LEAD, ANNOTATOR]) as url:
+        yield url, seeded_home
+
+
+@pytest.fixture
+def browser():
+    from tests.helpers import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(served):
+    """A Chromium page logged in as the lead, on the Label tab's first item."""
+    from tests.helpers import LEAD, chromium, logged_in
+
+    url, _ = served
+    with chromium() as launched:
+        yield logged_in(launched, url, LEAD)

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
 from activelearn import store
+from activelearn.ui.auth import User
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+LEAD = User("lee", "pw-lead", "lead")
+ANNOTATOR = User("ann", "pw-ann", "annotator")
 
 
 def free_port() -> int:
@@ -33,3 +46,102 @@ def legacy_class(db, name: str) -> int:
     db.execute("INSERT INTO classes (id, name, fmnist_index, created_at) VALUES (?, ?, NULL, ?)",
                [next_id, name, store.now()])
     return next_id
+
+
+# ---------------------------------------------------------------- a served app
+
+def start_app(home: Path, fmnist_dir: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "app.py"), "--home", str(home), "--fmnist-dir", str(fmnist_dir),
+         "--port", str(port)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
+
+
+def wait_served(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"app.py exited: {proc.stdout.read()}")
+        try:
+            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not served within {timeout_s} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def poll(predicate, timeout_s: float, what: str):
+    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout_s} s")
+
+
+
+@contextmanager
+def serving(paths, users) -> Iterator[str]:
+    """build_app on a free port with these logins, in this process; yields its URL. On the way out the
+    server closes and any job it started is cancelled (a test must not leave a worker training)."""
+    from activelearn import jobs
+    from activelearn.ui import build_app, launch_app
+    from activelearn.ui.auth import roles_of
+
+    demo = build_app(paths, roles_of(users))
+    port = free_port()
+    launch_app(demo, paths, list(users), port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+        db = store.open_db(paths.db)
+        for job in jobs.list_jobs(db):
+            if job.active:
+                jobs.cancel(db, job.id)
+                jobs.wait(db, job.id, timeout_s=120)
+
+# ---------------------------------------------------------------- headless Chromium
+
+@contextmanager
+def chromium():
+    """Headless Chromium with the flags the team guide asks for."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def logged_in(browser, url: str, user: User):
+    """A new page logged in as `user`, once the Label tab shows its first item."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.outside_requests = []
+    page.on("request", lambda r: r.url.startswith(url) or r.url.startswith(("data:", "blob:"))
+            or page.outside_requests.append(r.url))
+    page.goto(url)
+    page.fill("input[type=text]", user.name)
+    page.fill("input[type=password]", user.password)
+    page.keyboard.press("Enter")
+    # the hidden id box shows "0" before the first item arrives: wait for the item's reasons
+    page.wait_for_function("() => document.querySelector('#al-why')?.innerText.includes('Why this item')",
+                           timeout=60_000)
+    return page

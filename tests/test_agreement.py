@@ -7,7 +7,6 @@ known accuracy and a model whose probabilities are ~80% accurate, made by noise.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from datetime import datetime, timedelta, timezone
@@ -345,18 +344,11 @@ def test_eligible_for_overlap():
 
 # ---------------------------------------------------------------- CLI on a real labels.db
 
-needs_store_votes = pytest.mark.skipif(
-    not hasattr(store, "annotator_votes"),
-    reason="store.annotator_votes (each annotator's latest vote per item) is not in store.py yet")
-
-
 def run_cli(paths, *argv: str, capsys) -> tuple[int, str, str]:
-    """One `python -m activelearn` command in this process, with the teams commands registered."""
-    from activelearn.cli import teams
+    """One `python -m activelearn` command in this process, parsed by the real CLI parser."""
+    from activelearn.cli import build_parser
 
-    parser = argparse.ArgumentParser()
-    teams.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
+    args = build_parser().parse_args(list(argv))
     code = args.func(args, paths)
     out, err = capsys.readouterr()
     return code, out, err
@@ -385,7 +377,6 @@ def team_home(seeded_home):
     return seeded_home, items
 
 
-@needs_store_votes
 def test_cli_agreement_reads_latest_votes(team_home, capsys):
     paths, items = team_home
     code, out, _ = run_cli(paths, "agreement", "--json", capsys=capsys)
@@ -401,7 +392,6 @@ def test_cli_agreement_reads_latest_votes(team_home, capsys):
     assert code == 0 and "8 overlapped item(s), 18 votes, 3 annotator(s)" in out
 
 
-@needs_store_votes
 def test_cli_consensus_with_a_reference(team_home, capsys):
     paths, items = team_home
     code, out, _ = run_cli(paths, "consensus", "--reference", "lead", "--json", capsys=capsys)
@@ -420,7 +410,6 @@ def test_cli_consensus_with_a_reference(team_home, capsys):
     assert code == 0 and "3 contested item(s)" in out and f"item {items[0]}: " in out
 
 
-@needs_store_votes
 def test_cli_consensus_without_overlap_says_why(seeded_home, capsys):
     from tests.helpers import add_items
 

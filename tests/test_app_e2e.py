@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,11 +15,10 @@ import pytest
 from activelearn import jobs, registry, store
 from activelearn.config import resolve_paths
 from activelearn.ui import build_app, launch_app
-from activelearn.ui.auth import User, roles_of
-from tests.helpers import free_port
+from activelearn.ui.auth import roles_of
+from tests.helpers import LEAD, free_port, start_app, stop, wait_served
 
 REPO = Path(__file__).resolve().parents[1]
-LEAD = User("lee", "pw-lead", "lead")
 TINY_RETRAIN = {"mode": "finetune", "epochs": 1, "fmnist_fraction": 0.02}
 
 
@@ -101,39 +97,6 @@ def test_import_label_undo_retrain_review(lead_client, seeded_home, photo_folder
     table = client.predict(api_name="/versions")[0]
     assert [row[0] for row in table["data"]] == ["v1", "v2"]
     assert table["data"][1][table["headers"].index("parent")] == "v1"
-
-
-def start_app(home: Path, fmnist_dir: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "app.py"), "--home", str(home), "--fmnist-dir", str(fmnist_dir),
-         "--port", str(port)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
-
-
-def wait_served(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"app.py exited: {proc.stdout.read()}")
-        try:
-            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} not served within {timeout_s} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import json
 import signal
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -23,8 +22,7 @@ from activelearn.errors import DatasetError
 from activelearn.fmnist import OFFICIAL_FILES, ensure_files
 from activelearn.ui import header_html, retry_seed, seed_retry_visible
 from activelearn.ui.context import UIContext
-from tests.helpers import free_port
-from tests.test_app_e2e import start_app, stop, wait_served
+from tests.helpers import free_port, poll, start_app, stop, wait_served
 
 OFFLINE = {name: "http://127.0.0.1:9" for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}
 
@@ -35,16 +33,6 @@ def process_state(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return None
-
-
-def poll(predicate, timeout_s: float, what: str):
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout_s} s")
 
 
 @pytest.mark.slow

@@ -8,20 +8,14 @@ checks that the page asks nothing of the internet.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from activelearn import ingest, jobs, labeling, store
-from activelearn.ui import build_app, launch_app
-from activelearn.ui.auth import User, roles_of
-from tests.helpers import free_port
+from activelearn import jobs, labeling, store
+from tests.helpers import ANNOTATOR, CHROMIUM, LEAD, logged_in
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-LEAD = User("lee", "pw-lead", "lead")
-ANNOTATOR = User("ann", "pw-ann", "annotator")
 #: Keys pressed, and the (action, class id) each records; None = the model's top class.
 KEYS = [("Enter", ("confirm", None)), ("1", ("confirm", 0)), ("a", ("confirm", None)), ("s", ("skip", None)),
         ("x", ("reject", None)), ("3", ("confirm", 2)), ("Enter", ("confirm", None)), ("0", ("confirm", 9)),
@@ -31,68 +25,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="browser tests need Debian's chromium at /usr/bin/chromium"),
 ]
-
-
-@pytest.fixture
-def served(seeded_home, photo_folder):
-    """A real server with 60 imported photos; a lead and an annotator may log in."""
-    ingest.import_paths(photo_folder, paths=seeded_home, holdout_fraction=0.1)
-    demo = build_app(seeded_home, roles_of([LEAD, ANNOTATOR]))
-    port = free_port()
-    launch_app(demo, seeded_home, [LEAD, ANNOTATOR], port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", seeded_home
-    finally:
-        demo.close()
-        db = store.open_db(seeded_home.db)
-        for job in jobs.list_jobs(db):
-            if job.active:
-                jobs.cancel(db, job.id)
-                jobs.wait(db, job.id, timeout_s=120)
-
-
-@contextmanager
-def chromium():
-    """Headless Chromium with the flags the team guide asks for."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def browser():
-    with chromium() as launched:
-        yield launched
-
-
-def logged_in(browser, url: str, user: User):
-    """A new page logged in as `user`, once the Label tab shows its first item."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.outside_requests = []
-    page.on("request", lambda r: r.url.startswith(url) or r.url.startswith(("data:", "blob:"))
-            or page.outside_requests.append(r.url))
-    page.goto(url)
-    page.fill("input[type=text]", user.name)
-    page.fill("input[type=password]", user.password)
-    page.keyboard.press("Enter")
-    # the hidden id box shows "0" before the first item arrives: wait for the item's reasons
-    page.wait_for_function("() => document.querySelector('#al-why')?.innerText.includes('Why this item')",
-                           timeout=60_000)
-    return page
-
-
-@pytest.fixture
-def page(served):
-    """Logged in as the lead (self-contained: other test modules import this fixture alone)."""
-    url, _ = served
-    with chromium() as launched:
-        yield logged_in(launched, url, LEAD)
 
 
 def shown_item(page) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from activelearn import scoring, store
-from tests.test_browser import CHROMIUM, LEAD, browser, page, served  # noqa: F401 - the same app, page and login
+from tests.helpers import CHROMIUM, LEAD
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

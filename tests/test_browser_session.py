@@ -15,23 +15,18 @@ good ones, and no Fashion-MNIST.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
-from activelearn import FMNIST_CLASSES, jobs, registry, store
+from activelearn import FMNIST_CLASSES, registry, store
 from activelearn.config import resolve_paths
-from activelearn.ui import build_app, launch_app
-from activelearn.ui.auth import User, roles_of
-from tests.helpers import add_items, free_port
+from tests.helpers import CHROMIUM, LEAD, add_items, serving
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-CHROMIUM = Path("/usr/bin/chromium")
-LEAD = User("lee", "pw-lead", "lead")
 DECISIONS = 200
 POOL, HOLDOUT = 320, 80
 CLASS_KEYS = "1234567890"
@@ -58,37 +53,8 @@ def served(tmp_path):
     registry.register(paths.models, build_model(len(FMNIST_CLASSES), seed=0),
                       {"metrics": {}, "hyperparameters": {}, "class_names": list(FMNIST_CLASSES)},
                       activate_now=True)
-    demo = build_app(paths, roles_of([LEAD]))
-    port = free_port()
-    launch_app(demo, paths, [LEAD], port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", paths
-    finally:
-        demo.close()
-        db = store.open_db(paths.db)
-        for job in jobs.list_jobs(db):
-            if job.active:
-                jobs.cancel(db, job.id)
-                jobs.wait(db, job.id, timeout_s=120)
-
-
-@pytest.fixture
-def page(served):
-    from playwright.sync_api import sync_playwright
-
-    url, _ = served
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        page.fill("input[type=text]", LEAD.name)
-        page.fill("input[type=password]", LEAD.password)
-        page.keyboard.press("Enter")
-        page.wait_for_function("() => document.querySelector('#al-why')?.innerText.includes('Why this item')",
-                               timeout=60_000)
-        yield page
-        browser.close()
+    with serving(paths, [LEAD]) as url:
+        yield url, paths
 
 
 def replayed(db) -> dict[int, tuple[str, int | None]]:

@@ -241,3 +241,44 @@ def test_cli_labelers_lease_what_they_query(tmp_path: Path, catalog: Path):
     assert leases == {**dict.fromkeys(mine, "cli1"), **dict.fromkeys(theirs, "cli2")}
     peek = json.loads(run(home, "query", "--n", "4", "--json").stdout)
     assert len(peek) == 0 or {e["item_id"] for e in peek} <= mine | theirs
+
+
+def test_import_url_lists_only_when_asked_and_private_hosts_only_when_allowed(tmp_path: Path, catalog: Path):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(catalog / "Bag"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    home = tmp_path / "home"
+    urls = tmp_path / "urls.txt"
+    url_root = f"http://127.0.0.1:{server.server_address[1]}"
+    urls.write_text(f"{url_root}/p2.jpg\n")
+    try:
+        plain = run(home, "import", str(urls), "--json")
+        assert plain.returncode == 0, plain.stderr
+        assert "only in URL-list mode" in json.loads(plain.stdout)["rejected"][0]["reason"]
+        local = run(home, "import", str(urls), "--url-list", "--json")
+        assert "private, loopback or link-local" in json.loads(local.stdout)["rejected"][0]["reason"]
+        assert events(home) == [] and store.open_db(home / "labels.db").execute(
+            "SELECT COUNT(*) FROM items").fetchone()[0] == 0
+        allowed = run(home, "import", str(urls), "--url-list", "--allow-private-urls", "--json")
+        assert json.loads(allowed.stdout)["added"] == 1, allowed.stdout
+        db = store.open_db(home / "labels.db")
+        assert db.execute("SELECT source, original_name FROM items").fetchall() == [("url", f"{url_root}/p2.jpg")]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_overlap_is_set_and_shown_from_the_command_line(tmp_path: Path):
+    home = tmp_path / "home"
+    shown = run(home, "overlap")
+    assert shown.returncode == 0 and "overlap off" in shown.stdout
+    assert "overlap on: 20% of labeled items go to 3 annotators" in run(home, "overlap", "--share", "0.2",
+                                                                        "--k", "3").stdout
+    refused = run(home, "overlap", "--share", "2")
+    assert refused.returncode == 2 and "between 0 and 1" in refused.stderr and "Traceback" not in refused.stderr
+    from activelearn import labeling
+    assert labeling.overlap_setting(store.open_db(home / "labels.db")) == labeling.Overlap(0.2, 3, 0)

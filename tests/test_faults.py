@@ -22,9 +22,7 @@ import pytest
 
 from activelearn import FMNIST_CLASSES, ingest, jobs, labeling, registry, store
 from activelearn.config import resolve_paths
-from tests.helpers import add_items, free_port
-from tests.test_app_e2e import start_app, stop, wait_served
-from tests.test_app_lifecycle import poll
+from tests.helpers import add_items, free_port, poll, start_app, stop, wait_served
 
 REPO = Path(__file__).resolve().parents[1]
 BAG = FMNIST_CLASSES.index("Bag")

@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import http.server
 import os
-import socket
 import struct
 import threading
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from activelearn.fmnist import (
     validation_split,
     write_idx,
 )
+from tests.helpers import free_port
 
 REAL_DIR = Path(os.environ.get("ACTIVELEARN_FMNIST_DIR")
                 or Path(__file__).resolve().parents[2] / "shared" / "fashion-mnist")
@@ -289,10 +289,7 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
+    return f"http://127.0.0.1:{free_port()}/"  # nothing listens there
 
 
 def test_download_from_local_mirror(tmp_path: Path, tiny_set: dict[str, bytes], serve) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import io
-import socket
 import struct
 import tarfile
 import threading
@@ -28,6 +27,7 @@ from activelearn import store
 from activelearn.config import resolve_paths
 from activelearn.errors import ActiveLearnError
 from activelearn.ingest import ImportLimits, import_paths
+from tests.helpers import free_port
 
 
 def jpeg(seed: int = 0, size: tuple[int, int] = (120, 160)) -> bytes:
@@ -188,12 +188,6 @@ def web() -> Iterator[tuple[str, list[str]]]:
         server.server_close()
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_dripping_server_is_cut_at_the_total_deadline(paths, web):
     url, _ = web
     limits = ImportLimits(url_timeout_s=10, url_total_s=3, allow_private_urls=True)
@@ -209,7 +203,7 @@ def test_private_and_loopback_addresses_are_refused_before_connecting(paths, web
     monkeypatch.delenv("ACTIVELEARN_ALLOW_PRIVATE_URLS", raising=False)
     url, seen = web
     port = url.rsplit(":", 1)[1]
-    hostile = [f"{url}/photo.jpg", f"http://127.0.0.1:{closed_port()}/x.jpg", f"http://localhost:{port}/photo.jpg",
+    hostile = [f"{url}/photo.jpg", f"http://127.0.0.1:{free_port()}/x.jpg", f"http://localhost:{port}/photo.jpg",
                f"http://[::1]:{port}/x.jpg", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x.jpg",
                "http://192.168.1.1/x.jpg", f"http://2130706433:{port}/photo.jpg", "http://0.0.0.0/x.jpg",
                f"http://[::ffff:127.0.0.1]:{port}/photo.jpg"]
@@ -251,7 +245,7 @@ def test_a_redirect_to_a_file_url_is_refused(paths, web):
 
 def test_a_closed_port_and_a_dead_address_read_alike_when_private_urls_are_allowed(paths):
     limits = ImportLimits(allow_private_urls=True, url_timeout_s=1)
-    report = import_paths([f"http://127.0.0.1:{closed_port()}/a.jpg"], paths=paths, limits=limits)
+    report = import_paths([f"http://127.0.0.1:{free_port()}/a.jpg"], paths=paths, limits=limits)
     assert [r.reason for r in report.rejected] == ["download failed: could not connect to 127.0.0.1"]
 
 
@@ -282,14 +276,18 @@ def test_class_names_that_would_read_wrong_are_refused(tmp_path, name):
     assert store.class_names(db) == before
 
 
-@pytest.mark.xfail(strict=True, reason="store.add_class (helper A's) lets these through: a backslash becomes a "
-                                       "folder separator on Windows exports; U+200F / U+061C mark direction "
-                                       "and U+200B is invisible, so the name does not read as stored")
-@pytest.mark.parametrize("name", ["Shirts\\tops", "Hat\u200f", "Hat\u061c", "Ha\u200bt"])
-def test_class_names_with_backslashes_marks_or_invisible_characters_are_refused(tmp_path, name):
+@pytest.mark.parametrize(("name", "reason"), [
+    ("Shirts\\tops", "folder names"),               # a folder separator on Windows exports
+    ("Hat\u200f", "invisible formatting"),           # right-to-left mark
+    ("Hat\u061c", "invisible formatting"),           # Arabic letter mark
+    ("Ha\u200bt", "invisible formatting"),           # zero-width space: reads as "Hat"
+])
+def test_class_names_with_backslashes_marks_or_invisible_characters_are_refused(tmp_path, name, reason):
     db = store.open_db(resolve_paths(tmp_path / "home").db)
-    with pytest.raises(ActiveLearnError):
+    before = store.class_names(db)
+    with pytest.raises(ActiveLearnError, match=reason):
         store.add_class(db, name)
+    assert store.class_names(db) == before
 
 
 def test_a_hostile_class_name_in_an_old_store_is_shown_escaped(tmp_path):

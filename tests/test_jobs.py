@@ -32,7 +32,7 @@ def test_a_silent_worker_is_stopped_when_reaped_and_its_row_cannot_flip_back(tmp
     assert worker.wait(timeout=10) != 0                     # killed, not left running on the cores
     # a late report from the (now dead) worker asks it to stop, and cannot mark the job succeeded
     assert jobs._Reporter(db, job.id)({"phase": "train"}) is True
-    jobs._finish(db, job.id, "succeeded", "late", version="v9")
+    store.finish_job(db, job.id, "succeeded", "late", version="v9")
     assert jobs.get_job(db, job.id).status == "failed"
 
 

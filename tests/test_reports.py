@@ -133,3 +133,20 @@ def test_cli_report_defaults_to_the_active_version(models, tmp_path, capsys):
     assert cli_main(["--home", str(paths.home), "report", "--out", str(tmp_path / "r")]) == 0
     printed = capsys.readouterr().out.split()
     assert printed[0].endswith("v3-per-class.csv") and (tmp_path / "r" / "history.png").is_file()
+
+
+def test_per_class_bars_tell_zero_accuracy_from_a_class_without_items():
+    metrics = {"holdout": {"per_class": {"a": {"accuracy": 0.0, "n": 4}, "b": {"accuracy": 0.75, "n": 4}}}}
+    figure = reports.per_class_accuracy_figure(metrics, ["a", "b", "c"])
+    assert [t.get_text() for t in figure.axes[0].texts] == ["0%", "75%", "no items"]
+
+
+@pytest.mark.parametrize(("points", "expected"), [
+    ([0.93, 0.94, float("nan")], (0.8, 1.0)),   # a round tenth at least 0.05 below the worst point
+    ([0.95, 0.99], (0.9, 1.0)),
+    ([0.41, 0.8], (0.3, 1.0)),
+    ([0.02], (0.0, 1.0)),
+    ([float("nan")], (0.0, 1.0)),
+])
+def test_history_axis_starts_a_round_tenth_below_the_worst_version(points, expected):
+    assert reports.history_ylim(points) == pytest.approx(expected)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from activelearn import scoring, store
+from activelearn import scoring
 from activelearn.errors import ModelError
 from tests.helpers import add_items
 

@@ -377,3 +377,47 @@ def test_decision_times_cover_every_decision_but_undos(db, browsed):
     # `since` is inclusive, and decisions made within one millisecond share a timestamp
     assert store.decision_times(db, since=times[-1][1]) == [t for t in times if t[1] >= times[-1][1]]
     assert store.decision_times(db, since="2999-01-01") == []
+
+
+# ---------------------------------------------------------------- savepoints and job rows
+
+def test_a_savepoint_undoes_only_what_was_written_inside_it(db):
+    with store.transaction(db):
+        kept = add_item(db, 1)
+        with pytest.raises(sqlite3.IntegrityError):
+            with store.savepoint(db, "one_item"):
+                add_item(db, 2)
+                add_item(db, 1)                       # same sha256: refused by the unique index
+        with store.savepoint(db, "one_item"):
+            second = add_item(db, 3)
+    ids = store.item_ids(db)
+    assert ids.dtype == np.int64 and ids.tolist() == [kept, second]
+    assert store.known_sha256(db) == {f"{1:064x}", f"{3:064x}"}
+    assert store.item_id_by_sha256(db, f"{2:064x}") is None
+    with pytest.raises(StoreError, match="identifier"):
+        with store.savepoint(db, "x; DROP TABLE items"):
+            pass
+
+
+def test_job_rows_round_trip_and_one_active_job_per_kind(db):
+    job_id = store.create_job(db, "train", {"mode": "scratch", "epochs": 3})
+    assert store.create_job(db, "train", {}) is None          # the unique index refuses a second one
+    other = store.create_job(db, "embed", {"backbone": "b"})
+    store.update_job(db, job_id, status="running", pid=4321, history=[{"epoch": 1, "loss": 0.5}])
+    row = store.job_row(db, job_id)
+    assert (row["status"], row["pid"], row["params"], row["history"]) == (
+        "running", 4321, {"mode": "scratch", "epochs": 3}, [{"epoch": 1, "loss": 0.5}])
+    assert store.active_job_ids_of(db, [4321, 99]) == [job_id]
+    assert store.job_control(db, job_id) == (False, "running")
+    store.request_job_cancel(db, [job_id])
+    assert store.job_control(db, job_id) == (True, "running")
+    store.finish_job(db, job_id, "succeeded", "done", version="v2")
+    store.finish_job(db, job_id, "failed", "too late")           # an ended job keeps its outcome
+    store.fail_stale_job(db, job_id, "too late")
+    row = store.job_row(db, job_id)
+    assert (row["status"], row["phase"], row["message"], row["version"]) == ("succeeded", "succeeded", "done", "v2")
+    assert [r["id"] for r in store.job_rows(db)] == [other, job_id]
+    assert store.active_job_row(db, "train") is None and store.active_job_row(db, "embed")["id"] == other
+    assert store.job_control(db, 12345) is None and store.job_row(db, 12345) is None
+    with pytest.raises(StoreError, match="unknown job fields"):
+        store.update_job(db, job_id, **{"status = 'queued', kind": "x"})

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from activelearn.fmnist import FashionMNIST
@@ -29,3 +28,21 @@ def test_fit_reports_progress_and_cancel_stops_training(small_fmnist):
     ends = [u for u in updates if u["phase"] == "epoch-end"]
     assert ends[0]["epochs"] == 5 and ends[0]["val_accuracy"] is not None
     assert ends[0]["batches"] == 8
+
+
+@pytest.mark.parametrize(("patience", "epochs_run"), [(1, 2), (None, 3)])
+def test_from_scratch_never_stops_early_on_a_plateau_unless_asked(small_fmnist, patience, epochs_run):
+    """The seed recipe's cosine schedule must reach its last epochs: a plateau stops it only with a patience."""
+    import numpy as np
+
+    from activelearn.model import build_model
+    from activelearn.retrain import TrainConfig
+    from activelearn.training import fit
+
+    d = small_fmnist
+    train = d.y_train[:512] != 9
+    x_val, y_val = d.x_train[5000:5100], np.full(100, 9)   # a class never trained on: accuracy stays 0
+    history = fit(build_model(10), d.x_train[:512][train], d.y_train[:512][train], x_val, y_val,
+                  TrainConfig(epochs=3, batch_size=128, patience=patience), num_classes=10)
+    assert [round(h["val_accuracy"], 3) for h in history] == [0.0] * epochs_run
+    assert TrainConfig().patience is None

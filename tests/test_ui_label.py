@@ -490,3 +490,15 @@ def test_without_a_model_items_come_in_random_order_and_need_a_class(tmp_path, f
     assert panel.item_id in ids and panel.item_id != item
     grid = label_tab.load_grid(ctx, panel.session, label_tab.LARGEST, None)
     assert grid.gallery == [] and "label one by one meanwhile" in grid.grid_notice
+
+
+def test_a_decision_on_an_item_a_colleague_decided_meanwhile_moves_on_and_keeps_theirs(ctx):
+    panel = label_tab.load_view(ctx, None, as_user("ann"))
+    item = panel.item_id
+    db = store.open_db(ctx.paths.db)
+    store.release_leases(db, [item], "ann")        # e.g. ann's lease ran out while she looked away
+    store.record_decision(db, item, "confirm", class_id=3, annotator="bob")
+    panel = label_tab.decide_item(ctx, panel.session, item, "reject", None, as_user("ann"))
+    assert f"item #{item} was decided by bob after it was shown to you" in panel.notice.lower()
+    assert "here is the next item" in panel.notice and panel.item_id != item
+    assert store.label_state(db)[item] == ("confirm", 3) and events(ctx) == []

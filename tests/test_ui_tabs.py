@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
 import time
-from collections import Counter
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import gradio as gr
@@ -25,6 +24,7 @@ from activelearn import holdout, registry, store
 from activelearn.config import resolve_paths
 from activelearn.ui import export_tab, import_tab, review_tab, train_tab
 from activelearn.ui.context import ACTION_PHRASES, UIContext
+from tests.helpers import free_port
 
 TINY_TRAINING = {"mode": "finetune", "epochs": 1, "fmnist_fraction": 0.02}
 LEAD = gr.Request(username="lena")
@@ -419,9 +419,7 @@ def test_tab_handlers_through_gradio_client_enforce_roles(seeded_home, photo_fol
     from activelearn.ui.auth import User
 
     users = [User("lena", "pw-lead", "lead"), User("ann", "pw-ann", "annotator")]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     app = build_app(seeded_home, {u.name: u.role for u in users})
     _, url, _ = launch_app(app, seeded_home, users, port=port, prevent_thread_lock=True, quiet=True)
     try:
@@ -448,3 +446,17 @@ def test_tab_handlers_through_gradio_client_enforce_roles(seeded_home, photo_fol
         assert len(list(csv.DictReader(io.StringIO(downloaded[0].read_text())))) == 57
     finally:
         app.close()
+
+
+def test_label_events_of_all_sessions_share_a_pool_and_polls_never_queue(seeded_home):
+    """Gradio runs one request per event at a time unless told: five annotators' keys would queue."""
+    from activelearn.ui import build_app, label_tab
+
+    demo = build_app(seeded_home, {})
+    fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    for name in ("decide", "undo", "label_load", "key_confirm"):
+        assert (fns[name].concurrency_limit, fns[name].concurrency_id) == (label_tab.LABEL_WORKERS, "label"), name
+    assert label_tab.LABEL_WORKERS > 1
+    assert fns["grad_cam"].concurrency_id != "label"           # runs the model: not on the labeling pool
+    assert fns["header"].concurrency_limit is None
+    assert fns["job_status"].concurrency_limit is None

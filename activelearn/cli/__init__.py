@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from activelearn.config import resolve_paths
 
 # Command groups, in the order they appear in --help.
-_GROUPS = ("models", "data", "engine", "simulate", "curate")
+_GROUPS = ("models", "data", "engine", "simulate", "curate", "teams")
 
 
 def build_parser() -> argparse.ArgumentParser:

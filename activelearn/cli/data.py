@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "from 0 to 1 inclusive (default 0.1); 1.0 puts every new item in the "
                           "holdout, e.g. to import a labeled test set")
     imp.add_argument("--seed", type=int, default=0, help="seed of the holdout draw (default 0)")
+    imp.add_argument("--url-list", action="store_true",
+                     help="read .txt/.csv inputs as lists of image URLs, one per line (without it they are "
+                          "refused: a text file is not a photo)")
+    imp.add_argument("--allow-private-urls", action="store_true",
+                     help="also fetch URLs whose host is on a loopback, private or link-local network "
+                          "(refused by default so an import cannot probe the server's own network)")
     imp.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     imp.set_defaults(func=cmd_import)
 
@@ -63,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="whose newest decision to undo (default: $USER or 'cli')")
     und.set_defaults(func=cmd_undo)
 
+    ov = subparsers.add_parser("overlap", help="show or set the share of items labeled by several annotators")
+    ov.add_argument("--share", type=float, metavar="F",
+                    help="share of labeled items (0-1) that go to --k different annotators; 0 turns overlap off")
+    ov.add_argument("--k", type=int, default=None, metavar="K", help="annotators per overlapped item (2-10)")
+    ov.set_defaults(func=cmd_overlap)
+
     cls = subparsers.add_parser("classes", help="list or add classes")
     cls_sub = cls.add_subparsers(dest="classes_command", metavar="ACTION", required=True)
     cls_sub.add_parser("list", help="list classes in model-output order").set_defaults(func=cmd_classes_list)
@@ -74,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_import(args: argparse.Namespace, paths: Paths) -> int:
     from tqdm import tqdm
 
-    from activelearn.ingest import import_paths
+    from activelearn.ingest import ImportLimits, import_paths
 
     with tqdm(unit="file", desc="import", file=sys.stderr, disable=None) as bar:
         def progress(done: int, total: int | None) -> None:
@@ -84,7 +96,9 @@ def cmd_import(args: argparse.Namespace, paths: Paths) -> int:
             bar.update(done - bar.n)
 
         report = import_paths(args.inputs, paths=paths, label_from_folders=args.label_from_folders,
-                              holdout_fraction=args.holdout_fraction, seed=args.seed, progress=progress)
+                              holdout_fraction=args.holdout_fraction, seed=args.seed, progress=progress,
+                              url_lists=args.url_list,
+                              limits=ImportLimits(allow_private_urls=args.allow_private_urls))
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0
@@ -96,6 +110,20 @@ def cmd_import(args: argparse.Namespace, paths: Paths) -> int:
         print(f"rejected {rejected.file}: {rejected.reason}")
     if len(report.rejected) > _REPORT_LINES:
         print(f"... and {len(report.rejected) - _REPORT_LINES} more rejected (see --json)")
+    return 0
+
+
+def cmd_overlap(args: argparse.Namespace, paths: Paths) -> int:
+    from activelearn import labeling
+
+    db = store.open_db(paths.db)
+    overlap = labeling.overlap_setting(db)
+    if args.share is not None or args.k is not None:
+        overlap = labeling.set_overlap(db, overlap.share if args.share is None else args.share,
+                                       overlap.k if args.k is None else args.k)
+    multi = sum(n >= 2 for n in store.votes_per_item(db).values())
+    state = f"on: {overlap.share:.0%} of labeled items go to {overlap.k} annotators" if overlap.on else "off"
+    print(f"overlap {state}; {multi} item(s) have votes from two or more people")
     return 0
 
 

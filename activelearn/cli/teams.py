@@ -50,11 +50,10 @@ def load_votes(paths: Paths) -> tuple[pd.DataFrame, list[str]]:
     """(votes table with times, class names) from labels.db: each person's latest vote per item."""
     from activelearn import store
     from activelearn.agreement import ANNOTATOR, votes_frame
-    from activelearn.export.selection import IMPORT_ANNOTATOR
 
     db = store.open_db(paths.db)
     votes = votes_frame(store.annotator_votes(db), with_times=True)
-    votes = votes[votes[ANNOTATOR] != IMPORT_ANNOTATOR].reset_index(drop=True)
+    votes = votes[votes[ANNOTATOR] != store.IMPORT_ANNOTATOR].reset_index(drop=True)
     return votes, store.class_names(db)
 
 

@@ -10,7 +10,8 @@ from activelearn.export.card import CARD_NAME
 from activelearn.export.exporter import ExportResult, ProgressFn, export_dataset
 from activelearn.export.formats import (CLASSES_FILE, FORMATS, KERAS_EXTENSIONS, NPZ_NAME, class_folder_names,
                                         parquet_schema)
-from activelearn.export.selection import CHUNK, IMPORT_ANNOTATOR, SPLIT_NAMES, ExportFilters
+from activelearn.export.selection import CHUNK, SPLIT_NAMES, ExportFilters
+from activelearn.store import IMPORT_ANNOTATOR
 
 __all__ = ["CARD_NAME", "CHUNK", "CLASSES_FILE", "FORMATS", "IMPORT_ANNOTATOR", "KERAS_EXTENSIONS", "NPZ_NAME",
            "SPLIT_NAMES", "ExportFilters", "ExportResult", "ProgressFn", "class_folder_names", "export_dataset",

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
 
 import sqlite_utils
 
@@ -21,8 +20,6 @@ from activelearn.errors import ActiveLearnError
 
 #: labels.db split -> exported split.
 SPLIT_NAMES = {"pool": "train", "holdout": "test"}
-#: The annotator ingest records for labels taken from folder names.
-IMPORT_ANNOTATOR = "import"
 #: Items whose metadata is fetched per query, and rows per Parquet row group.
 CHUNK = 256
 
@@ -52,7 +49,7 @@ class ExportFilters:
         if self.classes:
             lines.append("classes: " + ", ".join(self.classes))
         if self.only_human_confirmed:
-            lines.append(f"only human decisions (pre-labels by {IMPORT_ANNOTATOR!r} left out)")
+            lines.append(f"only human decisions (pre-labels by {store.IMPORT_ANNOTATOR!r} left out)")
         if self.exclude_label_errors:
             lines.append("items with an open label issue left out")
         if self.annotator:
@@ -133,30 +130,12 @@ def _bound(value: str | date | datetime | None, *, end: bool) -> str | None:
 
 def select_items(db: sqlite_utils.Database, filters: ExportFilters) -> list[Selected]:
     """The items to export, train before test, each in item-id order."""
-    sql = ["SELECT i.id, i.split, s.class_id, i.source, s.annotator, s.event_id FROM item_state s "
-           "JOIN items i ON i.id = s.item_id "
-           "WHERE s.action IN ('confirm', 'correct')"]
-    params: list[Any] = []
-    if filters.classes:
-        ids = [store.resolve_class(db, name).id for name in filters.classes]
-        sql.append(f"AND s.class_id IN ({','.join('?' * len(ids))})")
-        params += ids
-    if filters.only_human_confirmed:
-        sql.append("AND s.annotator != ?")
-        params.append(IMPORT_ANNOTATOR)
-    if filters.annotator:
-        sql.append("AND s.annotator = ?")
-        params.append(filters.annotator)
-    if (since := _bound(filters.since, end=False)) is not None:
-        sql.append("AND s.created_at >= ?")
-        params.append(since)
-    if (until := _bound(filters.until, end=True)) is not None:
-        sql.append("AND s.created_at < ?")
-        params.append(until)
-    if not filters.include_holdout:
-        sql.append("AND i.split = 'pool'")
-    sql.append("ORDER BY i.split = 'holdout', i.id")
-    rows = db.execute(" ".join(sql), params).fetchall()
+    class_ids = [store.resolve_class(db, name).id for name in filters.classes] if filters.classes else None
+    rows = store.export_rows(db, class_ids=class_ids,
+                             not_annotator=store.IMPORT_ANNOTATOR if filters.only_human_confirmed else None,
+                             annotator=filters.annotator or None,
+                             since=_bound(filters.since, end=False), until=_bound(filters.until, end=True),
+                             include_holdout=filters.include_holdout)
     if filters.exclude_label_errors:
         if label_issues.last_scan(db) is None:
             raise ActiveLearnError("no label-issue scan has been run: run `label-errors` first, "
@@ -169,7 +148,7 @@ def select_items(db: sqlite_utils.Database, filters: ExportFilters) -> list[Sele
 
 def _near_dup_roots(db: sqlite_utils.Database) -> dict[int, str]:
     """item id -> sha256 of the first item of its near_dup_of chain (only items in a chain)."""
-    parent = dict(db.execute("SELECT id, near_dup_of FROM items WHERE near_dup_of IS NOT NULL").fetchall())
+    parent = store.near_dup_parents(db)
     roots: dict[int, int] = {}
     for item_id in parent:
         seen, node = {item_id}, parent[item_id]
@@ -177,42 +156,23 @@ def _near_dup_roots(db: sqlite_utils.Database) -> dict[int, str]:
             seen.add(node)
             node = parent[node]
         roots[item_id] = node
-    shas: dict[int, str] = {}
-    wanted = sorted(set(roots.values()))
-    for start in range(0, len(wanted), 900):
-        chunk = wanted[start:start + 900]
-        shas.update(db.execute(f"SELECT id, sha256 FROM items WHERE id IN ({','.join('?' * len(chunk))})",
-                               chunk).fetchall())
+    shas = store.item_sha256s(db, roots.values())
     return {item_id: shas[root] for item_id, root in roots.items()}
-
-
-# Keyed by the current event's id: the item_state view recomputes a window over every
-# event, so it is read once (in select_items), not once per chunk.
-_RECORD_SQL = """
-SELECT i.id, i.sha256, i.original_name, i.source, i.stored_path, i.format, i.width, i.height,
-       i.flags, e.class_id, e.action, e.annotator, e.created_at,
-       e.model_version, e.predicted_class_id, e.confidence
-FROM labels e JOIN items i ON i.id = e.item_id
-WHERE e.id IN ({marks})
-"""
 
 
 def iter_records(db: sqlite_utils.Database, selected: Sequence[Selected]) -> Iterator[Record]:
     """Full rows for the selected items, fetched CHUNK at a time, in selection order.
 
     Decision counts, first time and annotators cover effective decisions of any kind
-    (an undone decision and the undo itself do not count).
+    (an undone decision and the undo itself do not count). Rows are fetched by the current
+    decision's event id, which select_items read, so item_state is read once, not per chunk.
     """
     roots = _near_dup_roots(db)
     for start in range(0, len(selected), CHUNK):
         chunk = selected[start:start + CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows = {row[0]: row for row in db.execute(_RECORD_SQL.format(marks=marks),
-                                                  [s.event_id for s in chunk]).fetchall()}
+        rows = store.export_records(db, [s.event_id for s in chunk])
         history: dict[int, list[tuple[str, str]]] = {}
-        for item_id, annotator, created_at in db.execute(
-                f"SELECT item_id, annotator, created_at FROM effective_events WHERE item_id IN ({marks})",
-                [s.item_id for s in chunk]):
+        for item_id, annotator, created_at in store.effective_decisions_of(db, [s.item_id for s in chunk]):
             history.setdefault(item_id, []).append((annotator, created_at))
         for sel in chunk:
             (item_id, sha, name, source, stored, fmt, width, height, flags, class_id, action,

@@ -89,7 +89,7 @@ def import_paths(
     holdout_fraction: float = 0.1,
     seed: int = 0,
     source: str | None = None,
-    annotator: str = "import",
+    annotator: str = store.IMPORT_ANNOTATOR,
     limits: ImportLimits = ImportLimits(),
     progress: ProgressCallback | None = None,
     commit_every: int = COMMIT_EVERY,
@@ -220,7 +220,7 @@ class _Importer:
         self.label_from_folders, self.holdout_fraction, self.seed = label_from_folders, holdout_fraction, seed
         self.annotator, self.limits = annotator, limits
         self.classes = _class_lookup(db) if label_from_folders else {}
-        self.known_sha = {row[0] for row in db.execute("SELECT sha256 FROM items")}
+        self.known_sha = store.known_sha256(db)
         self.near_dups = NearDuplicateIndex(db, paths.home)
         self.pending: list[_PendingItem] = []
         self.unlabeled_folders: Counter = Counter()
@@ -278,24 +278,21 @@ class _Importer:
             for item in self.pending:
                 near_dup_of = (None if item.near_dup_slot is None
                                else self.near_dups.item_id(item.near_dup_slot) or None)
-                self.db.execute("SAVEPOINT import_item")
                 try:
-                    item_id = store.insert_item(self.db, near_dup_of=near_dup_of, **item.fields)
-                except sqlite3.IntegrityError:
-                    self.db.execute("ROLLBACK TO import_item")
-                    self.db.execute("RELEASE import_item")
-                    existing = self.db.execute("SELECT id FROM items WHERE sha256 = ?", [item.sha256]).fetchone()
+                    with store.savepoint(self.db, "import_item"):
+                        item_id = store.insert_item(self.db, near_dup_of=near_dup_of, **item.fields)
+                        if item.class_id is not None:
+                            store.record_label(self.db, item_id, "confirm", class_id=item.class_id,
+                                               annotator=self.annotator)
+                except sqlite3.IntegrityError:   # record_label raises StoreError, so this is the insert
+                    existing = store.item_id_by_sha256(self.db, item.sha256)
                     if existing is None:
                         raise
                     # another import added the same file since this one started
-                    self.near_dups.set_item_id(item.slot, existing[0])
+                    self.near_dups.set_item_id(item.slot, existing)
                     self.report.duplicates += 1
                     self.report.duplicate_files.append(item.display_name)
                     continue
-                if item.class_id is not None:
-                    store.record_label(self.db, item_id, "confirm", class_id=item.class_id,
-                                       annotator=self.annotator)
-                self.db.execute("RELEASE import_item")
                 self.near_dups.set_item_id(item.slot, item_id)
                 added.append((item_id, item, near_dup_of))
         self.pending.clear()

@@ -162,7 +162,7 @@ def upgrade_hashes(db: sqlite_utils.Database, home: Path, chunk: int = 500) -> i
     """
     if store.get_setting(db, HASH_SETTING) == HASH_KIND:
         return 0
-    rows = db.execute("SELECT id, stored_path FROM items WHERE dhash IS NOT NULL ORDER BY id").fetchall()
+    rows = store.hashed_item_paths(db)
     for start in range(0, len(rows), chunk):
         updates = []
         for item_id, stored_path in rows[start:start + chunk]:
@@ -173,9 +173,8 @@ def upgrade_hashes(db: sqlite_utils.Database, home: Path, chunk: int = 500) -> i
                         value = as_signed64(perceptual_hash(normalize_image(opened)))
                 except (OSError, ValueError, Image.DecompressionBombError):
                     value = None
-            updates.append((value, item_id))
-        with store.transaction(db):  # chunks, so interactive writers interleave
-            db.conn.executemany("UPDATE items SET dhash = ? WHERE id = ?", updates)
+            updates.append((item_id, value))
+        store.set_dhashes(db, updates)  # one transaction per chunk, so interactive writers interleave
     with store.transaction(db):
         store.set_setting(db, HASH_SETTING, HASH_KIND)
     return len(rows)
@@ -230,8 +229,7 @@ class NearDuplicateIndex:
     def __init__(self, db: sqlite_utils.Database, home: Path):
         self.db, self.home = db, Path(home)
         self.rehashed = upgrade_hashes(db, self.home)
-        self.hashes = _HashIndex(db.execute(
-            "SELECT id, dhash FROM items WHERE dhash IS NOT NULL ORDER BY id").fetchall())
+        self.hashes = _HashIndex(store.item_dhashes(db))
         self._thumbnails: OrderedDict[int, np.ndarray | None] = OrderedDict()  # slot -> thumbnail, LRU
 
     def find(self, image_hash: int, thumb: np.ndarray) -> int | None:
@@ -271,7 +269,7 @@ class NearDuplicateIndex:
         if slot in self._thumbnails:
             self._thumbnails.move_to_end(slot)
             return self._thumbnails[slot]
-        row = self.db.execute("SELECT stored_path FROM items WHERE id = ?", [self.item_id(slot)]).fetchone()
-        thumb = read_thumbnail(self.home / row[0]) if row and row[0] else None
+        stored_path = store.item_stored_path(self.db, self.item_id(slot))
+        thumb = read_thumbnail(self.home / stored_path) if stored_path else None
         self._remember(slot, thumb)
         return thumb

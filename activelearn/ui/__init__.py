@@ -133,13 +133,16 @@ def build_app(paths: Paths, roles: dict[str, str]) -> gr.Blocks:
         def on_roles(request: gr.Request):
             return [gr.update(visible=ctx.allowed(request, action)) for _, action in ctx.page.gated]
 
-        demo.load(on_header, None, header, api_name="header", show_progress="hidden")
+        # the header and role polls are short reads: they never queue behind other events
+        demo.load(on_header, None, header, api_name="header", show_progress="hidden", concurrency_limit=None)
         demo.load(on_roles, None, [block for block, _ in ctx.page.gated], api_visibility="private",
                   show_progress="hidden")
         timer = gr.Timer(HEADER_POLL_S)
-        timer.tick(on_header, None, header, api_visibility="private", show_progress="hidden")
+        timer.tick(on_header, None, header, api_visibility="private", show_progress="hidden",
+                   concurrency_limit=None)
         for event in (demo.load, timer.tick):
-            event(on_retry_state, None, retry, api_visibility="private", show_progress="hidden")
+            event(on_retry_state, None, retry, api_visibility="private", show_progress="hidden",
+                  concurrency_limit=None)
         retry.click(on_retry, None, [header, retry], api_name="retry_seed")
     return demo
 

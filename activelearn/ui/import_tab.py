@@ -31,8 +31,6 @@ from activelearn.ingest.sources import import_roots, within_roots
 from activelearn.ui.components import user_error, user_errors
 from activelearn.ui.context import UIContext
 
-#: Pre-labels from folder names are recorded under this name, as the CLI does.
-IMPORT_ANNOTATOR = "import"
 PREVIEW_ITEMS = 12
 #: Rows of the per-file outcome table (a re-import of 20,000 photos would otherwise send 20,000).
 OUTCOME_ROWS = 1000
@@ -108,7 +106,7 @@ def import_files(ctx: UIContext, files: list | None, folder: str, label_from_fol
 
     with user_errors():
         report = import_paths(inputs, paths=ctx.paths, label_from_folders=bool(label_from_folders),
-                              holdout_fraction=float(holdout_fraction), annotator=IMPORT_ANNOTATOR,
+                              holdout_fraction=float(holdout_fraction), annotator=store.IMPORT_ANNOTATOR,
                               progress=report_progress, url_lists=bool(url_lists), confine_to=roots)
 
     def shown(name: str) -> str:

@@ -55,6 +55,8 @@ STRATEGIES = ("margin", "entropy", "least-confidence", "diverse", "random")
 ALL_CLASSES = "All classes"
 ZOOM = 8              # 28x28 shown as 224x224, nearest neighbour
 POLL_S = 2.0
+#: Threads that may run label events (decisions, loads, polls, grid pages) of all sessions at once.
+LABEL_WORKERS = 8
 
 GRID_SIZE = 48
 GRID_COLUMNS = 8
@@ -668,9 +670,13 @@ def decide_item(ctx: UIContext, session: LabelSession | None, item_id: float | N
             raise ActiveLearnError(f"unknown class id {class_id}; ids run from 0 to {max(names)}")
         if action == "correct" and class_id is None:
             raise ActiveLearnError("a correction needs a class")
-        event = labeling.decide(ws, annotator=annotator, item_id=entry.item_id,
-                                action="confirm" if action == "correct" else action,
-                                class_id=class_id, entry=entry)
+        try:
+            event = labeling.decide(ws, annotator=annotator, item_id=entry.item_id,
+                                    action="confirm" if action == "correct" else action,
+                                    class_id=class_id, entry=entry)
+        except store.DecisionConflict as conflict:   # a colleague has it: theirs stands, move on
+            reason = str(conflict)
+            return _show_next(ctx, session, ws, annotator, f"{reason[:1].upper()}{reason[1:]}: here is the next item.")
         return _show_next(ctx, session, ws, annotator, _stored(event, names, entry))
 
 
@@ -958,7 +964,11 @@ def build(ctx: UIContext) -> None:
     classes = gr.State(tuple(name for name, _ in choices))
     history_rows = gr.State([])
     notice = gr.Markdown(elem_id="al-notice")
-    quiet = {"show_progress": "hidden"}
+    # every session's label events share one pool of LABEL_WORKERS threads (Gradio's default is one
+    # request at a time per event, so five annotators' keys queued behind each other); the
+    # session's own lock still keeps one page's events in order
+    quiet = {"show_progress": "hidden", "concurrency_limit": LABEL_WORKERS, "concurrency_id": "label"}
+    one_at_a_time = {"show_progress": "hidden"}   # Grad-CAM runs the model: one at a time
     with gr.Row(equal_height=False):
         with gr.Column(scale=4):
             with gr.Tabs(selected="single") as modes:
@@ -1090,9 +1100,9 @@ def build(ctx: UIContext) -> None:
     def on_cam(item_id, on, request: gr.Request):
         return grad_cam(ctx, item_id, on, request)
 
-    cam_on.change(on_cam, [shown_id, cam_on], [cam, cam_note], api_name="grad_cam", **quiet)
+    cam_on.change(on_cam, [shown_id, cam_on], [cam, cam_note], api_name="grad_cam", **one_at_a_time)
     # a new item asks the server for its Grad-CAM only while the toggle is on: no round trip per key otherwise
-    cam_again.click(on_cam, [shown_id, cam_on], [cam, cam_note], api_visibility="private", **quiet)
+    cam_again.click(on_cam, [shown_id, cam_on], [cam, cam_note], api_visibility="private", **one_at_a_time)
     shown_id.change(None, [shown_id], None, js=CAM_AGAIN_JS)
     page.demo.load(None, None, None, js=keys_js())
     page.demo.load(on_load, [session], panel, api_name="label_load", **quiet)

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from activelearn import autotrain, jobs, registry, reports, store
+from activelearn import autotrain, jobs, labeling, registry, reports, store
 from activelearn.backbones import BACKBONES, DEFAULT_BACKBONE
 from activelearn.errors import ActiveLearnError
 from activelearn.jobs import Job
@@ -189,6 +189,24 @@ def auto_retrain_note(ctx: UIContext, chosen: dict[str, Any] | None = None) -> s
             f"({new} since the newest photo model).")
 
 
+def set_overlap(ctx: UIContext, share_percent: float, k: float, request: gr.Request | None) -> str:
+    """Send a share of labeled items to k annotators each (0% turns it off). Lead only."""
+    ctx.require(request, "train")
+    with user_errors():
+        labeling.set_overlap(store.open_db(ctx.paths.db), float(share_percent or 0) / 100, int(k or 0))
+    return overlap_note(ctx)
+
+
+def overlap_note(ctx: UIContext) -> str:
+    db = store.open_db(ctx.paths.db)
+    overlap = labeling.overlap_setting(db)
+    if not overlap.on:
+        return "Overlap is off: every item is labeled by one person, so agreement cannot be measured."
+    multi = sum(n >= 2 for n in store.votes_per_item(db).values())
+    return (f"Overlap is on: {overlap.share:.0%} of labeled items, drawn at random, go to {overlap.k} different "
+            f"annotators each ({multi} item(s) have votes from two or more people so far; see Review > Team).")
+
+
 def cancel_training(ctx: UIContext, request: gr.Request | None) -> str:
     """Ask the running job to stop; the worker stops within about a second. Lead only."""
     ctx.require(request, "train")
@@ -289,6 +307,15 @@ def build(ctx: UIContext) -> None:
         embed_note = gr.Markdown()
         auto_note = gr.Markdown()
 
+    overlap = labeling.overlap_setting(store.open_db(ctx.paths.db))
+    with gr.Accordion("Team overlap: items labeled by several annotators", open=False):
+        with gr.Row():
+            share = gr.Slider(0, 50, value=round(overlap.share * 100) if overlap.on else 10, step=1,
+                              label="Share of labeled items (%); 0 turns overlap off")
+            k = gr.Number(value=overlap.k, minimum=2, maximum=10, precision=0, label="Annotators per item")
+            save_overlap = gr.Button("Save")
+        overlap_md = gr.Markdown(overlap_note(ctx))
+
     gr.Markdown("### Model versions")
     table = gr.DataFrame(headers=VERSION_COLUMNS, interactive=False, wrap=True, column_widths=VERSION_WIDTHS,
                          elem_id="al-versions")
@@ -316,6 +343,9 @@ def build(ctx: UIContext) -> None:
     def on_auto(enabled, every, request: gr.Request):
         return set_auto_retrain(ctx, enabled, every, request)
 
+    def on_overlap(percent, annotators, request: gr.Request):
+        return set_overlap(ctx, percent, annotators, request)
+
     def on_select(data: pd.DataFrame, event: gr.SelectData):
         return gr.Dropdown(value=data.iloc[event.index[0]]["version"])
 
@@ -330,6 +360,7 @@ def build(ctx: UIContext) -> None:
     cancel.click(on_cancel, None, summary, api_name="cancel_training")
     embed.click(on_embed, backbone, embed_note, api_name="start_embedding")
     save_auto.click(on_auto, [auto, every], auto_note, api_name="set_auto_retrain")
+    save_overlap.click(on_overlap, [share, k], overlap_md, api_name="set_overlap")
     timer.tick(on_tick, seen, [seen, summary, bar, curves, table, chosen, history, embed_note, auto_note],
                api_name="job_status", concurrency_limit=None)
     refresh.click(lambda: refresh_versions(ctx), None, [table, chosen, history], api_name="versions")
