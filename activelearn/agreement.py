@@ -429,6 +429,26 @@ def disagreement_queue(result: ConsensusResult) -> list[QueueEntry]:
             for r in order]
 
 
+def majority_labels(vote_rows: Iterable[Sequence[Any]]) -> dict[int, int]:
+    """item id -> consensus class of every item with votes from two or more people.
+
+    `vote_rows` are (item id, annotator, class id[, time]) rows, one per person per item
+    (store.annotator_votes). The label that training and exports use where several people
+    voted: cleanlab's majority vote, ties broken by class frequency, annotator quality, then
+    at random (no model is needed, so an export stays free of TensorFlow).
+    """
+    votes = overlapped(votes_frame(vote_rows))
+    if votes.empty:
+        return {}
+    matrix = multiannotator_matrix(votes)
+    from cleanlab.multiannotator import get_majority_vote_label
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # cleanlab warns about annotators with few votes
+        consensus = get_majority_vote_label(matrix, verbose=False)
+    return {int(item): int(label) for item, label in zip(matrix.index, consensus)}
+
+
 # ---------------------------------------------------------------- overlap selection
 
 @dataclass(frozen=True)

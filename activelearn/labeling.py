@@ -221,6 +221,15 @@ def _entry(scores: scoring.PoolScores, row: int, names: list[str], *, score: flo
                       scores.version)
 
 
+def consensus_labels(db: sqlite_utils.Database) -> dict[int, int]:
+    """item id -> consensus class where two or more people voted (folder pre-labels are no vote).
+
+    Training and exports use it instead of whichever vote came last.
+    """
+    votes = [row for row in store.annotator_votes(db) if row[1] != store.IMPORT_ANNOTATOR]
+    return agreement.majority_labels(votes)
+
+
 def _overlap_picks(db, annotator: str, n: int, rng: np.random.Generator,
                    scored: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Up to n (item id, current event id) for one more vote by `annotator`, in random order (inside `_serving`)."""

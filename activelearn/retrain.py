@@ -132,8 +132,13 @@ def retrain_and_register(paths: Paths, params: dict[str, Any], *,
 
 
 def _human_labels(db) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids, classes) of the labeled pool: the consensus where several people voted, else the label."""
+    from activelearn.labeling import consensus_labels
+
+    consensus = consensus_labels(db)
     pairs = store.labeled_items(db, split="pool")
-    return np.array([i for i, _ in pairs], np.int64), np.array([c for _, c in pairs], np.int64)
+    return (np.array([i for i, _ in pairs], np.int64),
+            np.array([consensus.get(i, c) for i, c in pairs], np.int64))
 
 
 def _holdout_metrics(db, predict, class_names: list[str]) -> dict[str, Any]:

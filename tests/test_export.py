@@ -422,3 +422,23 @@ def test_cli_export_prints_json_and_refuses_to_overwrite(home, tmp_path, capsys)
     assert "already exists" in capsys.readouterr().err
     assert cli_main([*argv, "--overwrite", "--no-holdout", "--annotator", "bob"]) == 0
     assert pd.read_json(out, lines=True)["labeled_by"].tolist() == ["bob"]
+
+
+def test_where_several_people_voted_the_export_and_training_use_the_majority(home, tmp_path):
+    from activelearn.retrain import _human_labels
+
+    paths, ids = home
+    db = store.open_db(paths.db)
+    store.record_label(db, ids["u1"], "confirm", class_id=HAT, annotator="cy")     # alice said hat/cap too
+    store.record_label(db, ids["u1"], "correct", class_id=BAG, annotator="bob")    # the last vote, outvoted
+    store.record_label(db, ids["u2"], "confirm", class_id=BAG, annotator="alice")  # bob said hat/cap
+    store.record_label(db, ids["u2"], "confirm", class_id=BAG, annotator="cy")     # 2 to 1 for Bag
+    export_dataset(paths, "jsonl", tmp_path / "m.jsonl")
+    manifest = pd.read_json(tmp_path / "m.jsonl", lines=True).set_index("item_id")
+    u1, u2 = manifest.loc[ids["u1"]], manifest.loc[ids["u2"]]
+    assert (u1["label_index"], u1["decision"], u1["annotators"]) == (HAT, "consensus", ["alice", "bob", "cy"])
+    assert (u2["label_index"], u2["decision"]) == (BAG, "confirm")   # the last vote is the majority already
+    hats = exported_ids(paths, ids, tmp_path, ExportFilters(classes=("hat/cap",)))
+    assert hats == {"u1"}                                            # by the consensus, not the last vote
+    human_ids, human_y = _human_labels(db)
+    assert {ids["u1"]: HAT, ids["u2"]: BAG}.items() <= dict(zip(human_ids.tolist(), human_y.tolist())).items()

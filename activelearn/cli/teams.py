@@ -3,7 +3,8 @@
 Both read each annotator's latest vote per item from labels.db (folder pre-labels of
 `import` are no one's vote and are left out). `agreement` needs no model; `consensus`
 weighs the votes with the active model's cached probabilities (scoring only items the
-cache lacks, which is when TensorFlow is imported).
+cache lacks, which is when TensorFlow is imported). The figures come from activelearn.teams,
+as the Review tab's Team section's do; this module parses and prints.
 """
 
 from __future__ import annotations
@@ -46,17 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_consensus)
 
 
-def load_votes(paths: Paths) -> tuple[pd.DataFrame, list[str]]:
-    """(votes table with times, class names) from labels.db: each person's latest vote per item."""
-    from activelearn import store
-    from activelearn.agreement import ANNOTATOR, votes_frame
-
-    db = store.open_db(paths.db)
-    votes = votes_frame(store.annotator_votes(db), with_times=True)
-    votes = votes[votes[ANNOTATOR] != store.IMPORT_ANNOTATOR].reset_index(drop=True)
-    return votes, store.class_names(db)
-
-
 def _bins(text: str) -> int | str:
     """--bins as a number of periods or a pandas frequency, refused in one sentence if it is neither."""
     from activelearn.agreement import AgreementError
@@ -77,23 +67,20 @@ def _figure(value: float | None, n: int, unit: str = "") -> str:
 
 
 def cmd_agreement(args: argparse.Namespace, paths: Paths) -> int:
-    from activelearn import agreement
+    from activelearn import teams
 
     bins = _bins(args.bins)
-    votes, names = load_votes(paths)
-    shared = agreement.overlapped(votes)
-    report = agreement.alpha(shared)
-    kappa = agreement.pairwise_kappa(shared)
-    trend = agreement.agreement_over_time(shared, bins)
+    votes, names = teams.load_votes(paths)
+    team = teams.agreement_report(votes, bins)
+    shared, report, kappa, trend = team.overlapped, team.alpha, team.kappa, team.trend
     if args.json:
-        print(json.dumps({"classes": names, "alpha": report.as_dict(), "kappa": kappa.as_dict(),
-                          "trend": [point.as_dict() for point in trend]}, indent=2))
+        print(json.dumps(team.as_dict(names), indent=2))
         return 0
     if shared.empty:
         print("no item has votes from two annotators yet: turn on overlap so that some items are labeled twice")
         return 0
     print(f"{report.overall.n_items} overlapped item(s), {report.overall.n_votes} votes, "
-          f"{shared[agreement.ANNOTATOR].nunique()} annotator(s)")
+          f"{team.n_annotators} annotator(s)")
     print(f"Krippendorff's alpha: {_figure(report.overall.alpha, report.overall.n_items, ' items')}")
     print("per class (one vs rest; items where someone chose the class):")
     for row in report.per_class:
@@ -114,18 +101,12 @@ def cmd_agreement(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def cmd_consensus(args: argparse.Namespace, paths: Paths) -> int:
-    from activelearn import agreement, registry, scoring
+    from activelearn import teams
 
-    votes, names = load_votes(paths)
-    is_reference = votes[agreement.ANNOTATOR].isin(args.reference)
-    reference_votes = votes[is_reference].sort_values(agreement.CREATED)
-    reference = dict(zip(reference_votes[agreement.ITEM], reference_votes[agreement.CLASS]))  # latest wins
-    version = args.version or registry.require_active(paths.models)
-    scores = scoring.score_items(paths, version)
-    kept, probs, left_out = agreement.align_probs(votes[~is_reference], scores.item_ids, scores.probs)
-    result = agreement.consensus(kept, probs)
-    accuracy = {row.annotator: row for row in agreement.annotator_accuracy(kept, reference, result)}
-    queue = agreement.disagreement_queue(result)
+    votes, names = teams.load_votes(paths)
+    report = teams.consensus_report(paths, votes, args.reference, args.version)
+    version, result, accuracy, queue = report.version, report.result, report.accuracy, report.queue
+    left_out, reference = report.left_out_votes, report.reference
     if args.json:
         payload = result.as_dict()
         payload["annotators"] = [{**a.as_dict(), **accuracy[a.annotator].as_dict()} for a in result.annotators]

@@ -61,8 +61,8 @@ def dataset_card(*, title: str, fmt: str, data_name: str, classes: Sequence[stor
         f"# {title}", "",
         f"Exported {store.now()} by activelearn {__version__} in the `{fmt}` format.", "",
         f"- Items: {total} ({', '.join(f'{s} {sum(counts[s].values())}' for s in split_names)})",
-        "- Labels: each item's current confirm/correct decision in labels.db; pool items are "
-        "`train`, holdout items `test`",
+        "- Labels: each item's current confirm/correct decision in labels.db, or the majority vote "
+        "(decision `consensus`) where several people labeled it; pool items are `train`, holdout items `test`",
         "- Class index = labels.db class id (Fashion-MNIST classes 0-9, added classes from 10)",
         f"- Model version active at export: {model_version or 'none'}",
         "- Filters: " + "; ".join(filter_lines), "",

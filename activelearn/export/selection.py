@@ -131,7 +131,7 @@ def _bound(value: str | date | datetime | None, *, end: bool) -> str | None:
 def select_items(db: sqlite_utils.Database, filters: ExportFilters) -> list[Selected]:
     """The items to export, train before test, each in item-id order."""
     class_ids = [store.resolve_class(db, name).id for name in filters.classes] if filters.classes else None
-    rows = store.export_rows(db, class_ids=class_ids,
+    rows = store.export_rows(db, class_ids=None,   # classes are filtered after the consensus below
                              not_annotator=store.IMPORT_ANNOTATOR if filters.only_human_confirmed else None,
                              annotator=filters.annotator or None,
                              since=_bound(filters.since, end=False), until=_bound(filters.until, end=True),
@@ -142,8 +142,15 @@ def select_items(db: sqlite_utils.Database, filters: ExportFilters) -> list[Sele
                                    "or export without --exclude-label-errors")
         flagged = label_issues.open_issue_ids(db)
         rows = [row for row in rows if row[0] not in flagged]
-    return [Selected(item_id, SPLIT_NAMES[split], class_id, source, annotator, event_id)
-            for item_id, split, class_id, source, annotator, event_id in rows]
+    # where several people voted, the consensus is the label (every voter stays in the record's annotators)
+    from activelearn.labeling import consensus_labels
+
+    consensus = consensus_labels(db)
+    selected = [Selected(item_id, SPLIT_NAMES[split], consensus.get(item_id, class_id), source, annotator,
+                         event_id) for item_id, split, class_id, source, annotator, event_id in rows]
+    if class_ids is not None:
+        selected = [s for s in selected if s.class_id in class_ids]
+    return selected
 
 
 def _near_dup_roots(db: sqlite_utils.Database) -> dict[int, str]:
@@ -181,7 +188,8 @@ def iter_records(db: sqlite_utils.Database, selected: Sequence[Selected]) -> Ite
             yield Record(
                 item_id=item_id, sha256=sha, original_name=name, source=source, split=sel.split,
                 stored_path=stored, image_format=fmt, width=width, height=height, flags=flags,
-                class_id=class_id, decision=action, labeled_by=labeled_by, last_decision_at=last_at,
+                class_id=sel.class_id, decision=action if sel.class_id == class_id else "consensus",
+                labeled_by=labeled_by, last_decision_at=last_at,
                 first_decision_at=min(at for _, at in decisions), decisions=len(decisions),
                 annotators=sorted({annotator for annotator, _ in decisions}),
                 model_version=model_version, predicted_class_id=predicted, confidence=confidence,

@@ -27,6 +27,7 @@ from pandas.io.formats.style import Styler
 
 from activelearn import holdout, label_issues, progress, registry, reports, store
 from activelearn.evaluate import compare_metrics
+from activelearn.ui import team_section
 from activelearn.ui.components import conversion_image, item_preview, user_error, user_errors
 from activelearn.ui.context import UIContext
 
@@ -419,6 +420,7 @@ def build(ctx: UIContext) -> None:
                         keep = gr.Button("Keep the given label")
                         fix = gr.Button("Set the chosen class", variant="primary")
             resolve_note = gr.Markdown()
+        team_section.build(ctx)   # the Team sub-tab: agreement, consensus, the lead's disagreement queue
     ctx.page.only_for("fix-labels", errors_tab)   # an annotator's Review is read-only
 
     def on_cell_select(version, split, matrix_table: pd.DataFrame, event: gr.SelectData):
