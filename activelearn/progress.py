@@ -27,6 +27,8 @@ from activelearn.store import IMPORT_ANNOTATOR
 PRELABELERS = frozenset({IMPORT_ANNOTATOR})
 #: A longer pause between two decisions of one annotator is a break, not labeling time.
 IDLE_GAP = timedelta(minutes=5)
+#: Labeling time an annotator needs before their pace (decisions per hour) is shown.
+MIN_ACTIVE_S = 60.0
 #: An annotator whose last decision is this recent is labeling now: the ETA uses their pace.
 RECENT = timedelta(hours=1)
 #: Bin widths a progress plot may use, smallest first.
@@ -54,8 +56,9 @@ class Pace:
 
     @property
     def per_hour(self) -> float | None:
-        """Decisions per hour of labeling; None until two decisions fall within IDLE_GAP."""
-        return 3600.0 * self.gaps / self.active_s if self.active_s > 0 else None
+        """Decisions per hour of labeling; None until there is MIN_ACTIVE_S of it (decisions within
+        IDLE_GAP of each other), so a burst written in a second (a bulk CSV, a script) claims no pace."""
+        return 3600.0 * self.gaps / self.active_s if self.active_s >= MIN_ACTIVE_S else None
 
 
 def paces(decisions: Iterable[tuple[str, datetime | str]], idle_gap: timedelta = IDLE_GAP,

@@ -94,3 +94,12 @@ def test_folder_prelabels_are_no_ones_pace():
     assert [p.annotator for p in progress.paces(decisions)] == ["ann"]
     assert list(progress.binned(decisions).counts) == ["ann"]
     assert progress.paces(decisions, ignore=frozenset())[0].annotator == "import"
+
+
+def test_a_burst_of_decisions_within_a_second_claims_no_pace():
+    start = datetime(2026, 5, 1, 9, 0, tzinfo=timezone.utc)
+    burst = [("bot", start + timedelta(milliseconds=10 * k)) for k in range(500)]
+    steady = [("ann", start + timedelta(seconds=30 * k)) for k in range(5)]   # 2 minutes of labeling
+    by_name = {p.annotator: p for p in progress.paces(burst + steady)}
+    assert by_name["bot"].per_hour is None and by_name["bot"].decisions == 500
+    assert by_name["ann"].per_hour == pytest.approx(120.0)

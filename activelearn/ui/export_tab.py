@@ -92,7 +92,7 @@ def build(ctx: UIContext) -> None:
         until = gr.Textbox(label="Decided until", placeholder="YYYY-MM-DD")
     run = gr.Button("Export", variant="primary")
     summary = gr.Markdown()
-    download = gr.File(label="Download", file_count="multiple", interactive=False, height=110)
+    download = gr.File(label="Download", file_count="multiple", interactive=False, height=110, visible=False)
     card = gr.Markdown(label="Dataset card")
 
     def on_export(fmt, classes, only_human, exclude_errors, annotator, since, until, include_holdout,
@@ -101,7 +101,8 @@ def build(ctx: UIContext) -> None:
                       include_holdout, request, progress)
 
     run.click(on_export, [fmt, classes, only_human, exclude_errors, annotator, since, until, include_holdout],
-              [download, summary, card], api_name="export")
+              [download, summary, card], api_name="export").success(
+        lambda: gr.File(visible=True), None, download, api_visibility="private")   # the box appears with files
     # classes and annotators grow while the app runs: refresh the choices when a list is opened
     classes.focus(lambda: gr.Dropdown(choices=store.class_names(store.open_db(ctx.paths.db))), None, classes,
                   api_visibility="private", show_progress="hidden")

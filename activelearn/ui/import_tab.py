@@ -170,8 +170,9 @@ def build(ctx: UIContext) -> None:
                 f"{roots} and type its path; small batches can be uploaded. Bad files are rejected one by "
                 "one with a reason; the rest are converted to Fashion-MNIST form (28x28, light object on black).")
     summary = gr.Markdown(elem_id="al-import-summary")
+    # the result boxes appear with a result: empty, they pushed the form down the page
     outcomes = gr.DataFrame(headers=["file", "outcome"], label="Files not simply added", interactive=False,
-                            wrap=True, max_height=320)
+                            wrap=True, max_height=320, visible=False)
     with gr.Row():
         with gr.Column(scale=1):
             folder = gr.Textbox(label="Folder or archive on the server (bulk imports)",
@@ -184,11 +185,15 @@ def build(ctx: UIContext) -> None:
                                     info="off: a text file is rejected, never read as URLs to download")
             run = gr.Button("Import", variant="primary")
         files = gr.File(label="…or upload photos or archives", file_count="multiple", scale=1, height=180)
-    gallery = gr.Gallery(label="Conversion preview (original | 28x28)", columns=4, height="auto")
+    gallery = gr.Gallery(label="Conversion preview (original | 28x28)", columns=4, height="auto", visible=False)
 
     def on_import(files, folder, label_from_folders, holdout, url_lists, request: gr.Request,
                   progress=gr.Progress()):
         return import_files(ctx, files, folder, label_from_folders, holdout, request, progress, url_lists)
 
+    def show_results(table: pd.DataFrame, previews: list | None):
+        return gr.DataFrame(visible=len(table) > 0), gr.Gallery(visible=bool(previews))
+
     run.click(on_import, [files, folder, label_from_folders, holdout, url_lists], [summary, outcomes, gallery],
-              api_name="import_files")
+              api_name="import_files").success(
+        show_results, [outcomes, gallery], [outcomes, gallery], api_visibility="private")
