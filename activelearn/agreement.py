@@ -445,7 +445,15 @@ def majority_labels(vote_rows: Iterable[Sequence[Any]]) -> dict[int, int]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # cleanlab warns about annotators with few votes
-        consensus = get_majority_vote_label(matrix, verbose=False)
+        try:
+            consensus = get_majority_vote_label(matrix, verbose=False)
+        except ValueError:
+            # every tie-break cleanlab tries came out even (e.g. one item voted 2 to 2): it then draws
+            # from an empty set. Break ties by how often each class was voted, then the lower class id.
+            frequency = np.bincount(votes[CLASS], minlength=int(votes[CLASS].max()) + 1).astype(float)
+            prior = frequency / frequency.sum() - 1e-9 * np.arange(len(frequency))   # never two alike
+            prior = np.tile(prior / prior.sum(), (len(matrix), 1))
+            consensus = get_majority_vote_label(matrix, pred_probs=prior, verbose=False)
     return {int(item): int(label) for item, label in zip(matrix.index, consensus)}
 
 

@@ -222,12 +222,13 @@ def _entry(scores: scoring.PoolScores, row: int, names: list[str], *, score: flo
 
 
 def consensus_labels(db: sqlite_utils.Database) -> dict[int, int]:
-    """item id -> consensus class where two or more people voted (folder pre-labels are no vote).
+    """item id -> consensus class where two or more people voted (folder pre-labels are no vote),
+    or the lead's class where a lead resolved the disagreement (Review > Team).
 
     Training and exports use it instead of whichever vote came last.
     """
     votes = [row for row in store.annotator_votes(db) if row[1] != store.IMPORT_ANNOTATOR]
-    return agreement.majority_labels(votes)
+    return {**agreement.majority_labels(votes), **store.resolved_labels(db)}   # a lead's resolution wins
 
 
 def _overlap_picks(db, annotator: str, n: int, rng: np.random.Generator,
@@ -415,11 +416,21 @@ def decide(source: Paths | Workspace, *, annotator: str, item_id: int, action: s
         model_version=entry.model_version if entry else None, predicted_class_id=predicted,
         confidence=entry.confidence if entry else None,
         request_id=request_id or (f"serve:{entry.serve_id}" if served else None),
-        served_event_id=entry.served_event_id if served else store.UNCHECKED)
+        served_event_id=entry.served_event_id if served else store.UNCHECKED,
+        via=_via(entry))
     if event.action in ("confirm", "correct"):
         from activelearn.autotrain import maybe_retrain
         maybe_retrain(ws.paths, ws.db)
     return event
+
+
+def _via(entry: QueueEntry | None) -> str | None:
+    """What labels.via records for a decision on `entry`: how the item reached the annotator."""
+    if entry is None:
+        return None
+    if entry.strategy == OVERLAP:
+        return "overlap"
+    return "audit" if entry.is_audit and entry.strategy in ("random", "audit") else entry.strategy
 
 
 def lookup(source: Paths | Workspace, item_id: int) -> QueueEntry | None:

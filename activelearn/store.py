@@ -40,7 +40,7 @@ import sqlite_utils
 from activelearn import FMNIST_CLASSES
 from activelearn.errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: How long a write waits for another process's write lock before StoreBusy (tests shorten it).
 BUSY_TIMEOUT_MS = int(os.environ.get("ACTIVELEARN_BUSY_TIMEOUT_MS", "30000"))
 #: Rows per transaction of a bulk write (label --csv): short enough that annotators' decisions interleave.
@@ -236,6 +236,11 @@ _MIGRATIONS: dict[int, str] = {
     -- counts embedded items of a backbone without reading their vectors
     CREATE INDEX embeddings_backbone ON embeddings(backbone);
     """,
+    4: """
+    -- how a decision was reached: the queue strategy that served it, "audit", "overlap", or
+    -- "resolve" (a lead settling a contested item, which outranks the team's majority)
+    ALTER TABLE labels ADD COLUMN via TEXT;
+    """,
 }
 
 _migrated: set[Path] = set()
@@ -368,6 +373,8 @@ def detect_version(db: sqlite_utils.Database) -> int:
     if not _VERSION_TABLES[2] <= tables:
         return 1
     labels_columns = {row[1] for row in db.execute("PRAGMA table_info(labels)").fetchall()}
+    if "via" in labels_columns:
+        return 4
     return 3 if {"item_state", "undecided_items"} <= tables and "request_id" in labels_columns else 2
 
 
@@ -611,7 +618,8 @@ def _stored_request(db: sqlite_utils.Database, request_id: str) -> LabelEvent | 
 def record_label(db: sqlite_utils.Database, item_id: int, action: str, *,
                  class_id: int | None = None, annotator: str,
                  model_version: str | None = None, predicted_class_id: int | None = None,
-                 confidence: float | None = None, request_id: str | None = None) -> LabelEvent:
+                 confidence: float | None = None, request_id: str | None = None,
+                 via: str | None = None) -> LabelEvent:
     """Append one decision (confirm / correct / skip / reject) for an item.
 
     With a `request_id` the decision is stored once: a retry with the same id returns
@@ -630,9 +638,9 @@ def record_label(db: sqlite_utils.Database, item_id: int, action: str, *,
     try:
         cursor = db.execute(
             "INSERT INTO labels (item_id, class_id, action, annotator, model_version, "
-            "predicted_class_id, confidence, created_at, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "predicted_class_id, confidence, created_at, request_id, via) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [int(item_id), class_id, action, annotator, model_version, predicted_class_id,
-             None if confidence is None else float(confidence), now(), request_id])
+             None if confidence is None else float(confidence), now(), request_id, via])
     except sqlite3.IntegrityError as exc:
         raise StoreError(f"cannot label item {item_id}: unknown item or class ({exc})") from exc
     return LabelEvent(int(cursor.lastrowid), int(item_id), action, class_id)
@@ -641,7 +649,8 @@ def record_label(db: sqlite_utils.Database, item_id: int, action: str, *,
 def record_decision(db: sqlite_utils.Database, item_id: int, action: str, *, annotator: str,
                     class_id: int | None = None, model_version: str | None = None,
                     predicted_class_id: int | None = None, confidence: float | None = None,
-                    request_id: str | None = None, served_event_id: int | None = UNCHECKED) -> LabelEvent:
+                    request_id: str | None = None, served_event_id: int | None = UNCHECKED,
+                    via: str | None = None) -> LabelEvent:
     """An annotator's decision, in one short transaction: checked, stored once, lease released.
 
     Refused (DecisionConflict, nothing stored) when the item is leased to another annotator,
@@ -665,7 +674,7 @@ def record_decision(db: sqlite_utils.Database, item_id: int, action: str, *, ann
                                        f"to you, so your {action} was not recorded")
         event = record_label(db, item_id, action, class_id=class_id, annotator=annotator,
                              model_version=model_version, predicted_class_id=predicted_class_id,
-                             confidence=confidence, request_id=request_id)
+                             confidence=confidence, request_id=request_id, via=via)
         db.execute("DELETE FROM leases WHERE item_id = ?", [int(item_id)])
     return event
 
@@ -1127,6 +1136,16 @@ def votes_per_item(db: sqlite_utils.Database) -> dict[int, int]:
         if who != IMPORT_ANNOTATOR:
             counts[item] = counts.get(item, 0) + 1
     return counts
+
+
+#: `via` of a lead's decision on a contested item: it outranks the majority of the votes.
+RESOLVE = "resolve"
+
+
+def resolved_labels(db: sqlite_utils.Database) -> dict[int, int]:
+    """item id -> class of items whose current label is a lead's resolution of a disagreement."""
+    return dict(db.execute("SELECT s.item_id, s.class_id FROM item_state s JOIN labels l ON l.id = s.event_id "
+                           "WHERE l.via = ? AND s.class_id IS NOT NULL", [RESOLVE]).fetchall())
 
 
 def overlap_candidates(db: sqlite_utils.Database, item_ids: Sequence[int], annotator: str,

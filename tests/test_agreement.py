@@ -422,3 +422,10 @@ def test_cli_consensus_without_overlap_says_why(seeded_home, capsys):
     assert code == 0 and "no item has votes from two annotators yet" in out
     with pytest.raises(ag.AgreementError, match="neither a number of periods nor a frequency"):
         run_cli(seeded_home, "agreement", "--bins", "fortnightly", capsys=capsys)
+
+
+def test_majority_labels_survive_a_tie_nothing_can_break():
+    rows = [(7, "a", 1), (7, "b", 1), (7, "c", 2), (7, "d", 2), (8, "a", 3)]
+    assert ag.majority_labels(rows) == {7: 1}          # item 8 has one vote: no consensus needed
+    labels = ag.majority_labels([(1, "a", 0), (1, "b", 4), (2, "a", 4), (2, "b", 4)])
+    assert labels[2] == 4 and labels[1] in (0, 4)      # cleanlab breaks item 1's tie its own way

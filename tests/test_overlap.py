@@ -150,3 +150,29 @@ def test_the_train_tab_sets_overlap_for_a_lead_only(tmp_path):
         train_tab.set_overlap(ctx, 10, 1, gr.Request(username="lena"))
     train_tab.set_overlap(ctx, 0, 2, gr.Request(username="lena"))
     assert not labeling.overlap_setting(db).on
+
+
+def test_each_decision_records_how_it_reached_the_annotator(pool):
+    db = store.open_db(pool.db)
+    labeling.set_overlap(db, 1.0, k=2)
+    first = label_round_robin(pool, ["ann"], 1)[0]
+    label_round_robin(pool, ["bob"], 1)             # bob gets ann's item back for a second vote
+    vias = db.execute("SELECT annotator, via FROM labels ORDER BY id").fetchall()
+    assert vias[0] == ("ann", "audit" if first.is_audit else first.strategy)
+    assert vias[1] == ("bob", "overlap")
+
+
+def test_a_leads_resolution_outranks_the_majority_in_training_labels(pool):
+    from activelearn.retrain import _human_labels
+
+    db = store.open_db(pool.db)
+    item = add_items(pool, 1, start=900)[0]
+    for who, cls in (("ann", 1), ("bob", 1), ("cy", 2)):
+        store.record_label(db, item, "confirm", class_id=cls, annotator=who)
+    assert labeling.consensus_labels(db)[item] == 1
+    store.record_decision(db, item, "correct", class_id=2, annotator="lee", via=store.RESOLVE)  # 2 to 2 now
+    assert labeling.consensus_labels(db)[item] == 2 and store.resolved_labels(db) == {item: 2}
+    ids, classes = _human_labels(db)
+    assert dict(zip(ids.tolist(), classes.tolist()))[item] == 2
+    store.record_label(db, item, "confirm", class_id=1, annotator="dee")   # a later vote: no longer resolved
+    assert store.resolved_labels(db) == {} and labeling.consensus_labels(db)[item] == 1

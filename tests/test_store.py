@@ -29,12 +29,12 @@ def add_item(db, n: int, split: str = "pool") -> int:
 
 def test_open_db_creates_the_schema_and_seeds_the_fashion_mnist_classes(tmp_path: Path):
     db = store.open_db(tmp_path / "new" / "labels.db")
-    assert store.schema_version(db) == store.SCHEMA_VERSION == 3
+    assert store.schema_version(db) == store.SCHEMA_VERSION == 4
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     classes = store.list_classes(db)
     assert [c.name for c in classes] == list(FMNIST_CLASSES)
     assert [c.id for c in classes] == [c.fmnist_index for c in classes] == list(range(10))
-    assert store.migrate(db) == 3  # applying again changes nothing
+    assert store.migrate(db) == 4  # applying again changes nothing
     assert len(store.list_classes(db)) == 10
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
     assert {"embeddings", "settings", "label_issues", "label_issue_scans"} <= tables
@@ -56,7 +56,7 @@ def test_a_version_1_database_upgrades_keeping_its_rows(tmp_path: Path):
     conn.close()
     store._migrated.clear()
     db = store.open_db(path)
-    assert store.schema_version(db) == 3
+    assert store.schema_version(db) == 4
     assert db.execute("SELECT labeled FROM label_issue_scans").fetchall() == [(3,)]
     assert store.class_names(db) == ["T-shirt/top"]
     store.put_embeddings(db, "b", [], np.zeros((0, 4), np.float32))
@@ -277,7 +277,7 @@ def test_migration_3_back_fills_the_current_labels_of_a_version_2_database(tmp_p
     raw.close()
     store._migrated.clear()
     db = store.open_db(path)
-    assert store.schema_version(db) == 3
+    assert store.schema_version(db) == 4
     assert _table_state(db) == [(1, "confirm", 0, "ann", 1), (2, "skip", None, "ann", 3)]
     assert store.unlabeled_ids(db, "pool").tolist() == [3]
     assert store.status(db).as_dict()["labeled"] == 1
@@ -421,3 +421,24 @@ def test_job_rows_round_trip_and_one_active_job_per_kind(db):
     assert store.job_control(db, 12345) is None and store.job_row(db, 12345) is None
     with pytest.raises(StoreError, match="unknown job fields"):
         store.update_job(db, job_id, **{"status = 'queued', kind": "x"})
+
+
+def test_a_version_3_database_gains_the_via_column_and_keeps_its_events(tmp_path: Path):
+    import sqlite3
+
+    path = tmp_path / "v3" / "labels.db"
+    db = store.open_db(path)
+    item = store.insert_item(db, sha256="a" * 64, source="upload", original_name="x.png",
+                             pixels=np.zeros((28, 28), np.uint8))
+    store.record_label(db, item, "confirm", class_id=3, annotator="ann")
+    raw = sqlite3.connect(path)
+    raw.execute("ALTER TABLE labels DROP COLUMN via")
+    raw.execute("PRAGMA user_version = 3")
+    raw.commit()
+    raw.close()
+    store._migrated.clear()
+    db = store.open_db(path)
+    assert store.schema_version(db) == 4
+    assert db.execute("SELECT item_id, class_id, annotator, via FROM labels").fetchall() == [(item, 3, "ann", None)]
+    store.record_label(db, item, "confirm", class_id=4, annotator="lee", via=store.RESOLVE)
+    assert store.resolved_labels(db) == {item: 4}

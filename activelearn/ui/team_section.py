@@ -273,7 +273,7 @@ def decide(ctx: UIContext, queue: list[dict], item_id: str | int | None, class_i
         if not 0 <= int(class_id) < len(names):
             raise user_error(f"there is no class {class_id}")
         action = "confirm" if int(class_id) == entry["consensus"] else "correct"
-        event = store.record_decision(db, item_id, action, class_id=int(class_id), annotator=lead)
+        event = store.record_decision(db, item_id, action, class_id=int(class_id), annotator=lead, via=store.RESOLVE)
         decided = teams.decided_items(ctx.paths, reference_annotators(ctx))
     rest = [e for e in queue if e["item_id"] != item_id and e["item_id"] not in decided]
     note = f"#{item_id}: {names[int(class_id)]} recorded ({action}, event {event.id} by {lead})"
