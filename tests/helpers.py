@@ -145,3 +145,20 @@ def logged_in(browser, url: str, user: User):
     page.wait_for_function("() => document.querySelector('#al-why')?.innerText.includes('Why this item')",
                            timeout=60_000)
     return page
+
+
+# ---------------------------------------------------------------- simulated annotators
+
+#: Fashion-MNIST classes that look alike: T-shirt/Pullover/Coat/Shirt, Sandal/Sneaker/Ankle boot, Trouser/Dress.
+CONFUSABLE = [[0, 2, 4, 6], [5, 7, 9], [1, 3], [8]]
+GROUP_OF = {c: group for group in CONFUSABLE for c in group}
+#: Simulated annotators and how often each is right.
+ACCURACY = {"ann95": 0.95, "ann85": 0.85, "ann60": 0.60}
+
+
+def mistake(truth: int, rng: np.random.Generator) -> int:
+    """A wrong class: a look-alike 70% of the time, any other class otherwise."""
+    near = [c for c in GROUP_OF[truth] if c != truth]
+    if near and rng.random() < 0.7:
+        return int(rng.choice(near))
+    return int(rng.choice([c for c in range(10) if c != truth]))

@@ -18,19 +18,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from activelearn import agreement as ag
 from activelearn import store
-
-#: Fashion-MNIST classes that look alike: T-shirt/Pullover/Coat/Shirt, Sandal/Sneaker/Ankle boot, Trouser/Dress.
-CONFUSABLE = [[0, 2, 4, 6], [5, 7, 9], [1, 3], [8]]
-GROUP_OF = {c: group for group in CONFUSABLE for c in group}
-ACCURACY = {"ann95": 0.95, "ann85": 0.85, "ann60": 0.60}
-
-
-def mistake(truth: int, rng: np.random.Generator) -> int:
-    """A wrong class: a look-alike 70% of the time, any other class otherwise."""
-    near = [c for c in GROUP_OF[truth] if c != truth]
-    if near and rng.random() < 0.7:
-        return int(rng.choice(near))
-    return int(rng.choice([c for c in range(10) if c != truth]))
+from tests.helpers import ACCURACY, mistake
 
 
 def model_probs(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -20,8 +20,7 @@ from activelearn import agreement as ag
 from activelearn import scoring, store, teams
 from activelearn.ui import team_section
 from activelearn.ui.context import UIContext
-from tests.helpers import CHROMIUM, add_items
-from tests.test_agreement import ACCURACY, mistake
+from tests.helpers import ACCURACY, CHROMIUM, add_items, mistake
 
 LEAD = gr.Request(username="lee")
 ANNOTATOR = gr.Request(username="ann_a")
