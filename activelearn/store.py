@@ -753,6 +753,11 @@ def label_state(db: sqlite_utils.Database, split: str | None = None) -> dict[int
     return {item: (action, cls) for item, action, cls in db.execute(sql, params).fetchall()}
 
 
+def last_event_id(db: sqlite_utils.Database) -> int:
+    """The newest label event's id (0: none): a cheap stamp of how new a view of the labels is."""
+    return db.execute("SELECT COALESCE(MAX(id), 0) FROM labels").fetchone()[0]
+
+
 def annotator_votes(db: sqlite_utils.Database) -> list[tuple[int, str, int, str]]:
     """(item id, annotator, class id, time) of each annotator's latest decision per item, if it names a class.
 

@@ -420,3 +420,25 @@ def test_grad_cam_follows_the_item_on_screen_only_while_it_is_on(served, page):
     expect_notice(page, f"Stored #{item}: ")
     page.wait_for_timeout(500)
     expect(page.locator("#al-cam")).to_be_hidden()
+
+
+def test_an_older_header_arriving_late_never_replaces_a_newer_one(served, page):
+    """A poll that read the counts just before a decision may answer just after it: the page keeps the newer."""
+    from activelearn.ui import HEADER_ORDER_JS
+
+    _, paths = served
+    db = store.open_db(paths.db)
+    ready(page)
+    item = item_on_screen(page)
+    page.keyboard.press("a")
+    expect_notice(page, f"Stored #{item}: ")
+    page.wait_for_function("seq => document.querySelector('#al-header [data-seq]')?.dataset.seq === String(seq)",
+                           arg=store.last_event_id(db), timeout=30_000)
+    kept = page.evaluate("""(source) => {
+        const order = eval(source);
+        const newer = "<div data-seq='7'>7 labeled</div>", older = "<div data-seq='6'>6 labeled</div>";
+        window.alHeaderSeq = undefined;
+        return [order(newer), order(older), order("<div data-seq='7'>7 labeled, job 40%</div>")];
+    }""", HEADER_ORDER_JS)
+    assert kept == ["<div data-seq='7'>7 labeled</div>", "<div data-seq='7'>7 labeled</div>",
+                    "<div data-seq='7'>7 labeled, job 40%</div>"]

@@ -78,9 +78,22 @@ def retry_seed(ctx: UIContext, request: gr.Request | None) -> tuple[str, dict]:
     return header_html(ctx, request), gr.update(visible=seed_retry_visible(ctx, request))
 
 
+#: Polls and decisions all redraw the header, and their answers can arrive out of order: a poll
+#: that read the counts just before a decision may land just after it. Each header carries the
+#: newest label event it has seen (data-seq); the page keeps the newest and puts it back over an older one.
+HEADER_ORDER_JS = """(html) => {
+  const seq = Number((/data-seq='(\\d+)'/.exec(html || '') || [0, -1])[1]);
+  if (seq < (window.alHeaderSeq ?? -1)) return window.alHeader;
+  window.alHeaderSeq = seq;
+  window.alHeader = html;
+  return html;
+}"""
+
+
 def header_html(ctx: UIContext, request: gr.Request | None) -> str:
     """Who is working, on which model, with how much data, and any training in progress."""
     db = store.open_db(ctx.paths.db)
+    seq = store.last_event_id(db)      # read before the counts, so they are at least this new
     counts = store.status(db).as_dict()
     version = registry.active_version(ctx.paths.models)
     recent = jobs.list_jobs(db, limit=1)
@@ -89,7 +102,7 @@ def header_html(ctx: UIContext, request: gr.Request | None) -> str:
     model = (f"model <b>{html.escape(version)}</b> ({html.escape(_kind(ctx, version))})" if version
              else "<span class='al-warn'>no model yet</span>")
     items = sum(counts["items"].values())
-    return (f"<div class='al-row'><span>user <b>{html.escape(ctx.user(request))}</b> "
+    return (f"<div class='al-row' data-seq='{seq}'><span>user <b>{html.escape(ctx.user(request))}</b> "
             f"({html.escape(ctx.role(request))})</span><span>{model}</span>"
             f"<span>{items:,} items · {counts['labeled']:,} labeled · {counts['unlabeled_pool']:,} "
             f"unlabeled</span>{''.join(job_progress(job, seeding=version is None) for job in shown)}</div>")
@@ -109,6 +122,7 @@ def build_app(paths: Paths, roles: dict[str, str]) -> gr.Blocks:
     store.open_db(paths.db)  # create or migrate before any tab reads it
     with gr.Blocks(title="activelearn") as demo:
         header = gr.HTML(elem_id="al-header")
+        header.change(None, header, header, js=HEADER_ORDER_JS)
         # with logins, what a role may not use stays hidden until the page knows who loaded it
         ctx = UIContext(paths, dict(roles), Page(demo, header, lambda request: header_html(ctx, request),
                                                  hide_until_load=bool(roles)))
