@@ -494,6 +494,9 @@ def add_class(db: sqlite_utils.Database, name: str) -> ClassInfo:
         if category == "Cc":
             raise StoreError(f"a class name cannot contain control characters "
                              f"(found U+{ord(char):04X} in {name!r})")
+        if "\u202a" <= char <= "\u202e" or "\u2066" <= char <= "\u2069":
+            raise StoreError(f"a class name cannot contain Unicode direction overrides (found "
+                             f"U+{ord(char):04X} in {name!r}): it would not read as it is stored")
         if category == "Cf":
             raise StoreError(f"a class name cannot contain invisible formatting characters such as "
                              f"direction marks or zero-width spaces (found U+{ord(char):04X} in {name!r}): "

@@ -189,6 +189,7 @@ def test_review_shows_the_active_version_on_opening_and_a_cell_opens_its_images(
     open_tab(page, "Review")
     # no button pressed: the heatmap of the active version fills in
     page.wait_for_selector("#al-confusion [data-testid='cell-0-1']", timeout=120_000)
+    settled(page)   # a second refresh may still be drawing ("processing | 0.3s" over the summary)
     assert page.inner_text("#al-review-summary").startswith("v1 (active)")
     assert f"{len(holdout)} of 60 items labeled" in page.inner_text("#al-review-goal")
     cells = page.locator("#al-confusion [data-testid^='cell-']")
