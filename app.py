@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no calls home
 
-from activelearn.config import resolve_paths  # noqa: E402
+from activelearn.config import RAY_ENV, resolve_paths  # noqa: E402
 from activelearn.errors import ActiveLearnError  # noqa: E402
 
 USERS_HELP = ("CSV file of users, one per line after the header `user,password,role` "
@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD[:ROLE]",
                         help="add a user (repeatable); ROLE is annotator (default) or lead")
     parser.add_argument("--users", metavar="FILE", help=USERS_HELP)
+    parser.add_argument("--db", metavar="URL", help="PostgreSQL URL to keep the labels in, e.g. "
+                        "postgresql://user@host/db, so several app servers share one database "
+                        "(default: $ACTIVELEARN_DB or <home>/labels.db)")
+    parser.add_argument("--ray", metavar="auto|ADDRESS", help="run pool embedding and scoring on Ray: 'auto' "
+                        "or a cluster address (default: $ACTIVELEARN_RAY; unset = in this process)")
     return parser
 
 
@@ -51,9 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ActiveLearnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    paths = resolve_paths(args.home, args.fmnist_dir)
+    if args.ray:
+        os.environ[RAY_ENV] = args.ray   # read where the batch work runs, and by job workers
     try:  # what a killed previous server left: its sessions' leases (items hidden 300 s), staging folders
-        store.release_all_leases(store.open_db(paths.db))
+        paths = resolve_paths(args.home, args.fmnist_dir, args.db)
+        db = store.open_db(paths.db)
+        if not store.is_postgres(db):   # on PostgreSQL other servers' annotators hold live leases: they expire
+            store.release_all_leases(db)
         registry.sweep_staging(paths.models)
     except ActiveLearnError as exc:   # not a labels.db, a newer schema, read-only: one sentence
         print(f"error: {exc}", file=sys.stderr)

@@ -12,6 +12,9 @@ from pathlib import Path
 
 HOME_ENV = "ACTIVELEARN_HOME"
 FMNIST_ENV = "ACTIVELEARN_FMNIST_DIR"
+#: A PostgreSQL URL to keep the labels in instead of <home>/labels.db (several app servers, one database).
+DB_ENV = "ACTIVELEARN_DB"
+RAY_ENV = "ACTIVELEARN_RAY"
 
 
 @dataclass(frozen=True)
@@ -20,10 +23,13 @@ class Paths:
 
     home: Path
     fmnist_dir: Path
+    #: A postgresql:// URL, or None for the home's labels.db file.
+    database: str | None = None
 
     @property
-    def db(self) -> Path:
-        return self.home / "labels.db"
+    def db(self) -> Path | str:
+        """What store.open_db opens: the home's labels.db, or the PostgreSQL URL given."""
+        return self.database or self.home / "labels.db"
 
     @property
     def models(self) -> Path:
@@ -45,13 +51,19 @@ class Paths:
 
 
 def resolve_paths(home: str | os.PathLike | None = None,
-                  fmnist_dir: str | os.PathLike | None = None) -> Paths:
+                  fmnist_dir: str | os.PathLike | None = None, database: str | None = None) -> Paths:
     """Apply the precedence: explicit argument, then environment, then default.
 
     The home defaults to the current directory; the Fashion-MNIST folder to
-    ``<home>/data/fashion-mnist``.
+    ``<home>/data/fashion-mnist``; the database to ``<home>/labels.db`` (models, images and
+    caches stay in the home either way: on several servers it is a shared folder).
     """
+    database = database or os.environ.get(DB_ENV) or None
+    if database is not None and not database.startswith(("postgresql://", "postgres://")):
+        from activelearn.errors import ActiveLearnError
+        raise ActiveLearnError(f"--db takes a postgresql:// URL (got {database!r}); "
+                               "without it the labels live in <home>/labels.db")
     home_path = Path(home or os.environ.get(HOME_ENV) or ".").expanduser().resolve()
     fm = fmnist_dir or os.environ.get(FMNIST_ENV)
     fm_path = Path(fm).expanduser().resolve() if fm else home_path / "data" / "fashion-mnist"
-    return Paths(home=home_path, fmnist_dir=fm_path)
+    return Paths(home=home_path, fmnist_dir=fm_path, database=database)

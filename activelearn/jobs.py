@@ -226,7 +226,8 @@ def start_job(paths: Paths, kind: str, params: dict[str, Any]) -> Job:
         with open(log_dir / f"{job_id}.log", "ab") as log:
             child = subprocess.Popen(
                 [sys.executable, "-m", "activelearn.jobs", "--home", str(paths.home),
-                 "--fmnist-dir", str(paths.fmnist_dir), str(job_id)],
+                 "--fmnist-dir", str(paths.fmnist_dir), *(["--db", paths.database] if paths.database else []),
+                 str(job_id)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     except OSError as exc:  # no row may stay queued without a worker: it would block every job of its kind
@@ -330,9 +331,10 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Run one queued job (started by the app/CLI).")
     parser.add_argument("--home")
     parser.add_argument("--fmnist-dir")
+    parser.add_argument("--db")
     parser.add_argument("job_id", type=int)
     args = parser.parse_args(argv)
-    return run_job(resolve_paths(args.home, args.fmnist_dir), args.job_id)
+    return run_job(resolve_paths(args.home, args.fmnist_dir, args.db), args.job_id)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from activelearn import FMNIST_CLASSES
+from activelearn import FMNIST_CLASSES, store_pg
 from activelearn.errors import StoreError
 
 SCHEMA_VERSION = 4
@@ -243,7 +243,7 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 
-_migrated: set[Path] = set()
+_migrated: set[Path | str] = set()
 _migrate_lock = threading.Lock()
 
 #: Tables that tell the schema version of a database whose user_version was lost
@@ -316,8 +316,11 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     """Open (and create or migrate) labels.db with WAL, foreign keys and a busy timeout.
 
     Only a database that needs a migration (or is new) is write-locked here, so a
-    read-only command never waits behind a long writer.
+    read-only command never waits behind a long writer. A ``postgresql://`` URL opens
+    the PostgreSQL backend instead (activelearn.store_pg), behind the same functions.
     """
+    if store_pg.is_url(path):
+        return _open_pg(str(path))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, factory=_Connection)
@@ -332,6 +335,21 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
                 _prepare(db)
                 _migrated.add(key)
     return db
+
+
+def _open_pg(url: str) -> store_pg.PgDatabase:
+    db = store_pg.PgDatabase(url)
+    if url not in _migrated:
+        with _migrate_lock:
+            if url not in _migrated:
+                migrate(db)
+                _migrated.add(url)
+    return db
+
+
+def is_postgres(db: Any) -> bool:
+    """Whether `db` is the PostgreSQL backend (where several app servers may share the database)."""
+    return isinstance(db, store_pg.PgDatabase)
 
 
 def _prepare(db: sqlite_utils.Database) -> None:
@@ -386,6 +404,8 @@ def _stamp_restored(db: sqlite_utils.Database) -> None:
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
+    if is_postgres(db):
+        return store_pg.schema_version(db)
     return db.execute("PRAGMA user_version").fetchone()[0]
 
 
@@ -400,14 +420,18 @@ def migrate(db: sqlite_utils.Database) -> int:
     with transaction(db):
         version = schema_version(db)       # another process may have migrated meanwhile
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in _split_sql(_MIGRATIONS[target]):
-                db.execute(statement)
+            if is_postgres(db):
+                store_pg.apply_migration(db, target)
+            else:
+                for statement in _split_sql(_MIGRATIONS[target]):
+                    db.execute(statement)
             if target == 1:
                 created = now()
                 db.conn.executemany(
                     "INSERT INTO classes (id, name, fmnist_index, created_at) VALUES (?, ?, ?, ?)",
                     [(i, name, i, created) for i, name in enumerate(FMNIST_CLASSES)])
-            db.execute(f"PRAGMA user_version = {target}")
+            if not is_postgres(db):
+                db.execute(f"PRAGMA user_version = {target}")
     return SCHEMA_VERSION
 
 
@@ -430,7 +454,11 @@ def _begin_immediate(db: sqlite_utils.Database) -> None:
 
     sqlite's own busy handler sleeps up to 100 ms between tries, so a waiting annotator
     would miss the short gaps a bulk writer leaves between its chunks; polling catches them.
+    PostgreSQL queues the waiting writers on an advisory lock instead.
     """
+    if is_postgres(db):
+        store_pg.begin_write(db, BUSY_TIMEOUT_MS)
+        return
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     pause = 0.001
     db.execute("PRAGMA busy_timeout = 0")
@@ -518,7 +546,7 @@ def add_class(db: sqlite_utils.Database, name: str) -> ClassInfo:
             raise StoreError(f"a class name cannot contain {part!r} ({name!r}): "
                              "class names become folder names in exports")
     with transaction(db):
-        if db.execute("SELECT 1 FROM classes WHERE name = ?", [name]).fetchone():
+        if db.execute("SELECT 1 FROM classes WHERE lower(name) = lower(?)", [name]).fetchone():
             raise StoreError(f"class {name!r} already exists")
         next_id = db.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM classes").fetchone()[0]
         db.execute("INSERT INTO classes (id, name, fmnist_index, created_at) VALUES (?, ?, NULL, ?)",
@@ -528,7 +556,7 @@ def add_class(db: sqlite_utils.Database, name: str) -> ClassInfo:
 
 def resolve_class(db: sqlite_utils.Database, name_or_id: str | int) -> ClassInfo:
     """Accept a class name (case-insensitive) or its numeric id."""
-    row = db.execute("SELECT id, name, fmnist_index FROM classes WHERE name = ?",
+    row = db.execute("SELECT id, name, fmnist_index FROM classes WHERE lower(name) = lower(?)",
                      [str(name_or_id).strip()]).fetchone()
     if row is None and str(name_or_id).strip().isdigit():
         row = db.execute("SELECT id, name, fmnist_index FROM classes WHERE id = ?",
@@ -770,7 +798,7 @@ def annotator_votes(db: sqlite_utils.Database) -> list[tuple[int, str, int, str]
     return [tuple(row) for row in db.execute(
         "SELECT item_id, annotator, class_id, created_at FROM ("
         "  SELECT *, ROW_NUMBER() OVER (PARTITION BY item_id, annotator ORDER BY id DESC) AS rn"
-        "  FROM effective_events)"
+        "  FROM effective_events) AS latest"
         " WHERE rn = 1 AND action IN ('confirm', 'correct') ORDER BY item_id, annotator").fetchall()]
 
 
@@ -987,7 +1015,7 @@ def _browse_where(*, status: str | None, class_id: int | None, annotator: str | 
     needs_label = (status not in (None, "unlabeled") or class_id is not None or annotator is not None
                    or bool(since) or bool(until))
     join = "JOIN" if needs_label else "LEFT JOIN"
-    return join, " AND ".join(where) or "1", params
+    return join, " AND ".join(where) or "TRUE", params
 
 
 def browse_items(db: sqlite_utils.Database, *, status: str | None = None, class_id: int | None = None,
@@ -1095,7 +1123,8 @@ def put_embeddings(db: sqlite_utils.Database, backbone: str, item_ids: Sequence[
     created = now()
     with transaction(db):
         db.conn.executemany(
-            "INSERT OR REPLACE INTO embeddings (backbone, item_id, vector, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO embeddings (backbone, item_id, vector, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(backbone, item_id) DO UPDATE SET vector = excluded.vector, created_at = excluded.created_at",
             [(backbone, int(i), half[k].tobytes(), created) for k, i in enumerate(item_ids)])
 
 

@@ -158,3 +158,30 @@ def page(served):
     url, _ = served
     with chromium() as launched:
         yield logged_in(launched, url, LEAD)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """URL of a PostgreSQL server for this session (a throw-away cluster; skip when none can run)."""
+    from tests.helpers import postgres_server
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed: pip install -r requirements.txt")
+    with postgres_server() as url:
+        if url is None:
+            pytest.skip("no PostgreSQL server: install Debian's postgresql (initdb, pg_ctl) "
+                        "or set ACTIVELEARN_TEST_PG to a server's URL")
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_server, request) -> str:
+    """A database of this test's own on the session's PostgreSQL server (a fresh schema)."""
+    import re
+    import uuid
+
+    from tests.helpers import pg_schema_url
+    name = re.sub(r"\W", "_", request.node.name.lower())[:40]
+    return pg_schema_url(pg_server, f"t_{name}_{uuid.uuid4().hex[:8]}")
+

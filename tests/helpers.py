@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,10 +50,11 @@ def legacy_class(db, name: str) -> int:
 
 # ---------------------------------------------------------------- a served app
 
-def start_app(home: Path, fmnist_dir: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_app(home: Path, fmnist_dir: Path, port: int, env: dict[str, str] | None = None,
+              args: Sequence[str] = ()) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(REPO / "app.py"), "--home", str(home), "--fmnist-dir", str(fmnist_dir),
-         "--port", str(port)],
+         "--port", str(port), *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
 
@@ -162,3 +163,64 @@ def mistake(truth: int, rng: np.random.Generator) -> int:
     if near and rng.random() < 0.7:
         return int(rng.choice(near))
     return int(rng.choice([c for c in range(10) if c != truth]))
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+PG_ENV = "ACTIVELEARN_TEST_PG"
+
+
+def _pg_bin(name: str) -> str | None:
+    """A PostgreSQL server program on PATH or in Debian's /usr/lib/postgresql/<major>/bin."""
+    import shutil
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+@contextmanager
+def postgres_server() -> Iterator[str | None]:
+    """A throw-away PostgreSQL cluster in a temporary folder on a free loopback port; yields its URL.
+
+    Yields None when no server programs are installed. $ACTIVELEARN_TEST_PG, when set, names a
+    server to use instead. Durability is switched off (fsync, synchronous commit): the cluster
+    lives as long as the test session. As root the server runs as Debian's `postgres` user
+    (initdb refuses root), in a folder of its own directly under the temporary directory.
+    """
+    import shutil
+    import tempfile
+    if os.environ.get(PG_ENV):
+        yield os.environ[PG_ENV]
+        return
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        yield None
+        return
+    root = Path(tempfile.mkdtemp(prefix="activelearn-pg-"))
+    data, port = root / "data", free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                    "--no-sync"], check=True, capture_output=True)
+    options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+               "-c full_page_writes=off -c max_connections=300")
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w",
+                    "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def pg_schema_url(server_url: str, schema: str) -> str:
+    """The server's URL with a fresh schema of its own first on the search path: one database per test."""
+    import psycopg
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in server_url else "?"
+    return f"{server_url}{separator}options=-csearch_path%3D{schema}"

@@ -15,9 +15,19 @@ from activelearn.errors import StoreError
 SNEAKER, BAG, SHIRT = FMNIST_CLASSES.index("Sneaker"), FMNIST_CLASSES.index("Bag"), FMNIST_CLASSES.index("Shirt")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request, tmp_path: Path) -> str:
+    """A new database on each backend: a labels.db file, or a fresh schema on the session's PostgreSQL server
+    (those cases skip, saying why, when no server can run)."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_url")
+    return str(tmp_path / "labels.db")
+
+
 @pytest.fixture
-def db(tmp_path: Path):
-    return store.open_db(tmp_path / "labels.db")
+def db(location: str):
+    """Every test of this module that takes `db` runs on both backends."""
+    return store.open_db(location)
 
 
 def add_item(db, n: int, split: str = "pool") -> int:
@@ -72,6 +82,29 @@ def test_a_database_from_a_newer_activelearn_is_refused(tmp_path: Path):
     raw = sqlite3.connect(path)
     assert raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == []
     raw.close()
+
+
+def test_a_postgres_database_from_a_newer_activelearn_is_refused(pg_url: str):
+    db = store.open_db(pg_url)
+    db.execute("INSERT INTO activelearn_schema (version) VALUES (?)", [store.SCHEMA_VERSION + 3])
+    store._migrated.clear()   # as a new process would open it
+    with pytest.raises(StoreError, match=f"schema version {store.SCHEMA_VERSION + 3}, newer"):
+        store.open_db(pg_url)
+
+
+def test_an_unreachable_postgres_server_is_one_sentence():
+    from tests.helpers import free_port
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -r requirements.txt")
+    with pytest.raises(StoreError, match="cannot connect to the PostgreSQL database .*:\\*\\*\\*@"):
+        store.open_db(f"postgresql://someone:secret@127.0.0.1:{free_port()}/labels")
+
+
+def test_postgres_labels_cannot_be_truncated(pg_url: str):
+    db = store.open_db(pg_url)
+    store.record_label(db, add_item(db, 1), "confirm", class_id=BAG, annotator="a")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("TRUNCATE labels CASCADE")
+    assert db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 1
 
 
 # ---------------------------------------------------------------- events
@@ -198,8 +231,8 @@ def _write_labels(db_path: str, item_id: int, annotator: str, count: int, barrie
         store.record_label(db, item_id, "confirm", class_id=SNEAKER, annotator=annotator)
 
 
-def test_two_processes_writing_at_the_same_moment_lose_nothing(tmp_path: Path):
-    path = tmp_path / "labels.db"
+def test_two_processes_writing_at_the_same_moment_lose_nothing(location: str):
+    path = location
     db = store.open_db(path)
     items = [add_item(db, 1), add_item(db, 2)]
     context = multiprocessing.get_context("spawn")  # no sqlite connection inherited across fork
@@ -227,7 +260,7 @@ def test_two_processes_writing_at_the_same_moment_lose_nothing(tmp_path: Path):
 _WINDOW_STATE = """
 SELECT item_id, action, class_id, annotator, id FROM (
     SELECT *, ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY id DESC) AS rn FROM labels e
-    WHERE action != 'undo' AND NOT EXISTS (SELECT 1 FROM labels u WHERE u.undoes = e.id))
+    WHERE action != 'undo' AND NOT EXISTS (SELECT 1 FROM labels u WHERE u.undoes = e.id)) AS latest
 WHERE rn = 1 ORDER BY item_id"""
 
 
@@ -238,8 +271,12 @@ def _table_state(db) -> list[tuple]:
 
 def test_item_state_is_a_table_kept_by_every_event_and_undo(db):
     """The current label is a table updated with each event (not a window over the whole history)."""
-    kind = db.execute("SELECT type FROM sqlite_master WHERE name = 'item_state'").fetchone()[0]
-    assert kind == "table"
+    if store.is_postgres(db):
+        kind = db.execute("SELECT table_type FROM information_schema.tables WHERE table_name = 'item_state' "
+                          "AND table_schema = current_schema()").fetchone()[0]
+        assert kind == "BASE TABLE"
+    else:
+        assert db.execute("SELECT type FROM sqlite_master WHERE name = 'item_state'").fetchone()[0] == "table"
     items = [add_item(db, n) for n in range(1, 9)]
     rng = np.random.default_rng(0)
     for step in range(400):
@@ -442,3 +479,15 @@ def test_a_version_3_database_gains_the_via_column_and_keeps_its_events(tmp_path
     assert db.execute("SELECT item_id, class_id, annotator, via FROM labels").fetchall() == [(item, 3, "ann", None)]
     store.record_label(db, item, "confirm", class_id=4, annotator="lee", via=store.RESOLVE)
     assert store.resolved_labels(db) == {item: 4}
+
+
+def test_both_backends_migrate_to_the_same_tables_and_columns(tmp_path: Path, pg_url: str):
+    lite = store.open_db(tmp_path / "labels.db")
+    tables = [row[0] for row in lite.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")]
+    lite_columns = {(table, row[1]) for table in tables for row in lite.execute(f"PRAGMA table_info({table})")}
+    pg = store.open_db(pg_url)
+    pg_columns = set(pg.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                "WHERE table_schema = current_schema()").fetchall())
+    assert pg_columns - {("activelearn_schema", "version")} == lite_columns
+    assert store.schema_version(pg) == store.schema_version(lite) == store.SCHEMA_VERSION

@@ -13,10 +13,11 @@ command or its data is wrong.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from activelearn.config import resolve_paths
+from activelearn.config import RAY_ENV, resolve_paths
 
 # Command groups, in the order they appear in --help.
 _GROUPS = ("models", "data", "engine", "simulate", "curate", "teams")
@@ -31,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: $ACTIVELEARN_HOME or the current folder)")
     parser.add_argument("--fmnist-dir", help="folder with the four Fashion-MNIST .gz files "
                         "(default: $ACTIVELEARN_FMNIST_DIR or <home>/data/fashion-mnist)")
+    parser.add_argument("--db", metavar="URL", help="PostgreSQL URL to keep the labels in, e.g. postgresql://user@host/db, for several "
+                        "app servers on one database (default: $ACTIVELEARN_DB or <home>/labels.db)")
+    parser.add_argument("--ray", metavar="auto|ADDRESS", help="run pool embedding and scoring on Ray: 'auto' (a running cluster, else a local one) or "
+                        "a cluster address (default: $ACTIVELEARN_RAY; unset = in this process)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     import importlib
     for name in _GROUPS:
@@ -47,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    paths = resolve_paths(args.home, args.fmnist_dir)
+    if args.ray:
+        os.environ[RAY_ENV] = args.ray   # read where the batch work runs, and by job workers
     try:
+        paths = resolve_paths(args.home, args.fmnist_dir, args.db)
         return int(args.func(args, paths) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
