@@ -11,6 +11,7 @@ upscaled, and are counted in the result.
 
 Runs in a job process (`jobs.start_job(paths, "embed", ...)`) or in-process
 before a photo-model training; progress and cancel use the training protocol.
+With `--ray` the same batches run on a Ray cluster instead (`distributed`).
 This module imports TensorFlow when it embeds: keep it out of fast commands.
 """
 
@@ -21,13 +22,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from activelearn import backbones, store
+from activelearn import backbones, distributed, store
 from activelearn.config import Paths
 from activelearn.convert import normalize_image, open_for_conversion
 from activelearn.retrain import ProgressFn
@@ -45,6 +47,8 @@ class EmbedResult:
     from_28x28: int
     seconds: float
     cancelled: bool
+    #: Where the backbone ran: "in this process" or "on Ray" (`--ray`).
+    where: str = "in this process"
 
     @property
     def per_second(self) -> float:
@@ -53,7 +57,7 @@ class EmbedResult:
     def message(self) -> str:
         note = f"; {self.from_28x28} had no readable original and used their 28x28 image" if self.from_28x28 else ""
         verb = "cancelled after" if self.cancelled else "embedded"
-        return (f"{self.backbone}: {verb} {self.embedded} of {self.total} new item(s) in "
+        return (f"{self.backbone}: {verb} {self.embedded} of {self.total} new item(s) {self.where} in "
                 f"{self.seconds:.1f} s ({self.per_second:.0f}/s){note}")
 
 
@@ -109,26 +113,37 @@ def embed_items(paths: Paths, backbone: str = backbones.DEFAULT_BACKBONE, *,
     if not todo:
         return EmbedResult(backbone, 0, 0, 0, 0.0, False)
     report({"phase": "load"})
-    embed = embedding_fn(backbone)   # raises ModelError (file + folder) when weights are missing
-
-    def load(item: tuple[int, str | None]) -> tuple[np.ndarray, bool]:
-        item_id, stored = item
-        if stored:
-            try:
-                return photo_array(paths.home / stored, spec.input_size), False
-            except (OSError, ValueError):
-                pass
-        return pixels_array(store.item_pixels(store.open_db(paths.db), [item_id])[0], spec.input_size), True
-
+    ray_address = distributed.ray_address()
     total = embedded = fallback = 0
     cancelled = False
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:   # threads start only when the local path decodes
+        if ray_address:
+            def embed_round(todo):
+                return distributed.embed_round(paths, backbone, todo, report, address=ray_address)
+        else:
+            embed = embedding_fn(backbone)   # raises ModelError (file + folder) when weights are missing
+            load = partial(load_item_photo, paths, spec.input_size)
+
+            def embed_round(todo):
+                return _embed_round(db, backbone, todo, embed, load, pool, report)
         while todo and not cancelled:
             total += len(todo)
-            done, used, cancelled = _embed_round(db, backbone, todo, embed, load, pool, report)
+            done, used, cancelled = embed_round(todo)
             embedded, fallback = embedded + done, fallback + used
             todo = [] if cancelled else store.items_without_embedding(db, backbone)
-    return EmbedResult(backbone, embedded, total, fallback, time.monotonic() - started, cancelled)
+    return EmbedResult(backbone, embedded, total, fallback, time.monotonic() - started, cancelled,
+                       "on Ray" if ray_address else "in this process")
+
+
+def load_item_photo(paths: Paths, size: int, item: tuple[int, str | None]) -> tuple[np.ndarray, bool]:
+    """(photo, used the 28x28 image) of one (item id, stored path): the original, else its 28x28 image."""
+    item_id, stored = item
+    if stored:
+        try:
+            return photo_array(paths.home / stored, size), False
+        except (OSError, ValueError):
+            pass
+    return pixels_array(store.item_pixels(store.open_db(paths.db), [item_id])[0], size), True
 
 
 def _embed_round(db, backbone: str, todo: list[tuple[int, str | None]], embed, load, pool,

@@ -11,7 +11,8 @@ Both model kinds score the same way for the callers: the seed CNN runs over
 the 28x28 images and its embeddings are its penultimate layer; a photo model
 runs its head over the stored backbone embeddings, which are also what
 diversity strategies see. Items the backbone has not embedded yet are not
-scored by a photo model (they join once embedded).
+scored by a photo model (they join once embedded). With `--ray` the CNN's
+chunks run on a Ray cluster (`distributed`), with the same chunks and results.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from activelearn import registry, store
+from activelearn import distributed, registry, store
 from activelearn.config import Paths
 
 SCORE_BATCH = 2048
@@ -99,14 +100,18 @@ def score_items(paths: Paths, version: str | None = None, *,
             _remember(_memo, key, cached)
         return cached
 
-    model = get_model(paths, version)
+    ray_address = distributed.ray_address()
     if registry.model_kind(card) == registry.PHOTO:
+        # a head over stored embeddings is one small matrix product: local even with --ray
         from activelearn.photo import predict_head
         rows = np.searchsorted(all_ids, missing)
-        new = PoolScores(version, missing, predict_head(model, backbone_embeddings[rows]),
+        new = PoolScores(version, missing, predict_head(get_model(paths, version), backbone_embeddings[rows]),
                          backbone_embeddings[rows])
+    elif ray_address and len(missing):
+        ids, probs, embeddings = distributed.score_pixels(paths, version, missing, progress, address=ray_address)
+        new = PoolScores(version, ids, probs, embeddings)
     else:
-        new = _score_pixels(db, model, version, missing, progress)
+        new = _score_pixels(db, get_model(paths, version), version, missing, progress)
     merged = new if cached is None else _merge(cached, new)
     _save_cache(cache_path(paths, version), merged)
     with _lock:
@@ -120,8 +125,7 @@ def _score_pixels(db, model, version: str, item_ids: np.ndarray,
     from activelearn.model import predict_with_embeddings
     probs, embeddings = [], []
     for start in range(0, len(item_ids), SCORE_BATCH):
-        chunk = item_ids[start:start + SCORE_BATCH]
-        p, e = predict_with_embeddings(model, store.item_pixels(db, chunk.tolist()), batch_size=SCORE_BATCH)
+        p, e = score_chunk(db, model, item_ids[start:start + SCORE_BATCH])
         probs.append(p)
         embeddings.append(e)
         if progress:
@@ -130,6 +134,13 @@ def _score_pixels(db, model, version: str, item_ids: np.ndarray,
         p, e = predict_with_embeddings(model, np.zeros((0, 28, 28), np.uint8))
         probs, embeddings = [p], [e]
     return PoolScores(version, item_ids, np.concatenate(probs), np.concatenate(embeddings))
+
+
+def score_chunk(db, model, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probs, embeddings) of at most SCORE_BATCH items in one forward pass; the unit Ray workers run too."""
+    from activelearn.model import predict_with_embeddings
+    return predict_with_embeddings(model, store.item_pixels(db, np.asarray(item_ids).tolist()),
+                                   batch_size=SCORE_BATCH)
 
 
 def _merge(a: PoolScores, b: PoolScores) -> PoolScores:

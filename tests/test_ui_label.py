@@ -100,7 +100,8 @@ def test_confirm_correct_skip_reject_record_the_user_and_advance(ctx):
     panel = label_tab.decide_item(ctx, session, panel.item_id, "confirm", None, as_user("ann"))
     second = session.current
     assert second.item_id != first.item_id and panel.item_id == second.item_id
-    wrong = (second.predicted_class_id + 1) % 10
+    # a class neither item was predicted as, so each class's count below is its own
+    wrong = next(c for c in range(10) if c not in (first.predicted_class_id, second.predicted_class_id))
     panel = label_tab.decide_item(ctx, session, panel.item_id, "confirm", wrong, as_user("ann"))  # a digit key
     third = session.current
     panel = label_tab.decide_item(ctx, session, panel.item_id, "skip", None, as_user("ann"))
