@@ -106,13 +106,22 @@ def test_a_worker_failure_is_one_sentence_and_stores_nothing_half_done(local_ray
     assert not scoring.cache_path(paths, "v1").exists()
 
 
-def test_the_cli_flag_runs_the_embedding_job_on_ray(local_ray, keras_home, tmp_path):
+def test_the_cli_flag_runs_the_embedding_job_on_ray(local_ray, keras_home, clothing_photos, tmp_path):
     """`--ray auto embed --wait`: the job process joins the running instance and stores every embedding."""
     import json
+    import subprocess
+    import sys
 
-    from tests.test_backbones import cli, photo_home
-    paths = photo_home(tmp_path, n=12)
-    out = cli(paths, "--ray", "auto", "embed", "--wait", "--json")
+    from activelearn.ingest import import_paths
+    from tests.helpers import REPO
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for row in clothing_photos[::100][:12]:
+        shutil.copy(row["path"], photos)
+    paths = resolve_paths(tmp_path / "home", tmp_path / "no-fmnist")
+    import_paths([str(photos)], paths=paths, holdout_fraction=0.0)
+    out = subprocess.run([sys.executable, "-m", "activelearn", "--home", str(paths.home), "--ray", "auto",
+                          "embed", "--wait", "--json"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     job = json.loads(out.stdout)
     assert job["status"] == "succeeded" and "12 of 12 new item(s) on Ray" in job["message"]
