@@ -27,7 +27,7 @@ import threading
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -328,23 +328,23 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     db = sqlite_utils.Database(conn)
-    key = path.resolve()
-    if key not in _migrated:
-        with _migrate_lock:
-            if key not in _migrated:
-                _prepare(db)
-                _migrated.add(key)
+    _once_per_process(path.resolve(), _prepare, db)
     return db
 
 
 def _open_pg(url: str) -> store_pg.PgDatabase:
     db = store_pg.PgDatabase(url)
-    if url not in _migrated:
-        with _migrate_lock:
-            if url not in _migrated:
-                migrate(db)
-                _migrated.add(url)
+    _once_per_process(url, migrate, db)
     return db
+
+
+def _once_per_process(key: Path | str, prepare: Callable[[Any], Any], db: Any) -> None:
+    """Check (and migrate) a database once per process, not on every open."""
+    if key not in _migrated:
+        with _migrate_lock:
+            if key not in _migrated:
+                prepare(db)
+                _migrated.add(key)
 
 
 def is_postgres(db: Any) -> bool:
