@@ -461,3 +461,14 @@ def test_label_events_of_all_sessions_share_a_pool_and_polls_never_queue(seeded_
     assert fns["grad_cam"].concurrency_id != "label"           # runs the model: not on the labeling pool
     assert fns["header"].concurrency_limit is None
     assert fns["job_status"].concurrency_limit is None
+
+
+def test_every_render_runs_one_at_a_time(seeded_home):
+    """Two class-button renders at once corrupted the session's event table (seen in CI: a page left
+    without its buttons), so every ``gr.render`` shares one concurrency group of one."""
+    from activelearn.ui import build_app
+
+    demo = build_app(seeded_home, {})
+    renders = [fn for fn in demo.fns.values() if fn.renderable is not None]
+    assert len(renders) >= 2                          # the Label tab's and the team queue's class buttons
+    assert {(fn.concurrency_limit, fn.concurrency_id) for fn in renders} == {(1, "activelearn-render")}

@@ -37,6 +37,11 @@ FAILURE_CHARS = 160
 #: Gallery thumbnails: the longest edge, and where they are cached (by content hash, so never stale).
 GALLERY_SIDE = 160
 THUMBS_DIR = "thumbs"
+#: Every ``gr.render`` in the app runs one at a time: a render registers its buttons' events in the
+#: session's event table, and two renders doing that at once (the Label tab's and the team queue's
+#: class buttons both redraw when a class is added) break Gradio with "dictionary changed size
+#: during iteration", which leaves the page without its buttons.
+ONE_RENDER_AT_A_TIME = {"concurrency_limit": 1, "concurrency_id": "activelearn-render"}
 
 
 # ---------------------------------------------------------------- errors

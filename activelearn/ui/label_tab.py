@@ -48,7 +48,7 @@ from activelearn import jobs, labeling, progress, store
 from activelearn.errors import ActiveLearnError
 from activelearn.label_session import LabelSession
 from activelearn.labeling import QueueEntry, Workspace
-from activelearn.ui.components import job_step, thumbnail, user_errors
+from activelearn.ui.components import ONE_RENDER_AT_A_TIME, job_step, thumbnail, user_errors
 from activelearn.ui.context import UIContext
 
 STRATEGIES = ("margin", "entropy", "least-confidence", "diverse", "random")
@@ -998,7 +998,7 @@ def build(ctx: UIContext) -> None:
                         undo_btn = gr.Button(f"↶ Undo ({keys_for('undo')})", elem_id=COMMAND_BUTTONS["undo"],
                                              scale=1)
 
-                    @gr.render(inputs=[classes])
+                    @gr.render(inputs=[classes], **ONE_RENDER_AT_A_TIME)
                     def class_buttons(names: Sequence[str]) -> None:
                         """A button per class, labeled with its key; drawn again when a class is added."""
                         with gr.Row(elem_id="al-class-buttons"):

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from pandas.io.formats.style import Styler
 
 from activelearn import store, teams
-from activelearn.ui.components import item_preview, user_error, user_errors
+from activelearn.ui.components import ONE_RENDER_AT_A_TIME, item_preview, user_error, user_errors
 from activelearn.ui.context import LOCAL_USER, UIContext
 from activelearn.ui.label_tab import CLASS_KEYS, class_button_label
 
@@ -313,7 +313,7 @@ def build(ctx: UIContext) -> None:
                     votes = gr.Markdown(elem_id="al-team-votes")
                     shown = gr.Textbox(visible="hidden", elem_id="al-team-item")
 
-                    @gr.render(inputs=[classes])
+                    @gr.render(inputs=[classes], **ONE_RENDER_AT_A_TIME)
                     def class_buttons(class_names: list[str]) -> None:
                         """A button per class, labeled with its key as on the Label tab; drawn again on new classes."""
                         with gr.Row(elem_id="al-team-class-buttons"):
