@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
 
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray,
@@ -20,6 +19,10 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray,
     Per-class "accuracy" is the share of that class's items predicted correctly
     (equal to recall); it is what a lead asks: how often is a Dress called a Dress.
     """
+    # imported here: scikit-learn takes ~1.2 s to import, and the CLI's label and query commands
+    # load this module (through retrain's table of training defaults) without computing metrics
+    from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
+
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.arange(len(class_names))

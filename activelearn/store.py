@@ -1060,7 +1060,7 @@ def count_items(db: sqlite_utils.Database, *, status: str | None = None, class_i
 def recent_decisions(db: sqlite_utils.Database, *, annotator: str | None = None, limit: int = 20) -> list[dict]:
     """The newest effective decisions (undo events and undone decisions left out), newest first."""
     sql = ("SELECT e.id, e.item_id, e.action, e.class_id, c.name, e.annotator, e.created_at, "
-           "i.stored_path, i.original_name FROM labels e JOIN items i ON i.id = e.item_id "
+           "i.stored_path, i.original_name, i.sha256 FROM labels e JOIN items i ON i.id = e.item_id "
            "LEFT JOIN classes c ON c.id = e.class_id WHERE e.action != 'undo' "
            "AND NOT EXISTS (SELECT 1 FROM labels u WHERE u.undoes = e.id)")
     params: list = []
@@ -1068,7 +1068,7 @@ def recent_decisions(db: sqlite_utils.Database, *, annotator: str | None = None,
         sql += " AND e.annotator = ?"
         params.append(annotator)
     keys = ("event_id", "item_id", "action", "class_id", "class_name", "annotator", "created_at",
-            "stored_path", "original_name")
+            "stored_path", "original_name", "sha256")
     rows = db.execute(sql + " ORDER BY e.id DESC LIMIT ?", [*params, int(limit)]).fetchall()
     return [dict(zip(keys, row)) for row in rows]
 

@@ -182,6 +182,17 @@ def test_data_commands_do_not_load_tensorflow(tmp_path: Path, catalog: Path):
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+    # a CLI labeler starts a process per batch: label and status stay clear of scikit-learn too
+    # (1.2 s of import, more than the rest of the command)
+    script = ("import sys; from activelearn.cli import main; "
+              "codes = [main(['--home', sys.argv[1], 'status']), main(['--home', sys.argv[1], 'label', '2', 'Bag'])]; "
+              "assert codes == [0, 0], codes; "
+              "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'sklearn')); "
+              "assert not loaded, loaded")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "home")],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_csv_that_is_not_utf8_is_one_sentence_and_records_nothing(tmp_path: Path, catalog: Path):

@@ -404,6 +404,7 @@ def test_recent_decisions_newest_first_without_undone_ones(db, browsed):
         (2, "confirm", "ann"), (1, "confirm", "ann")]
     assert recent[3]["class_name"] == "Shirt" and recent[2]["class_name"] is None
     assert recent[0]["original_name"] == "photo9.jpg" and "stored_path" in recent[0] and recent[0]["event_id"]
+    assert recent[0]["sha256"] == store.get_item(db, 9)["sha256"]     # what a thumbnail needs, no query per row
     assert [r["item_id"] for r in store.recent_decisions(db, annotator="ann", limit=2)] == [4, 2]
 
 

@@ -449,16 +449,20 @@ def test_tab_handlers_through_gradio_client_enforce_roles(seeded_home, photo_fol
         app.close()
 
 
-def test_label_events_of_all_sessions_share_a_pool_and_polls_never_queue(seeded_home):
-    """Gradio runs one request per event at a time unless told: five annotators' keys would queue."""
+def test_decisions_skip_the_queue_label_events_share_a_pool_and_polls_never_queue(seeded_home):
+    """Gradio runs one request per queued event at a time unless told: five annotators' keys would
+    queue, and the queue's bookkeeping was most of a decision's server time, so decisions skip it;
+    loads and the timer stay queued, the only way a changed class list (a State) reaches the page."""
     from activelearn.ui import build_app, label_tab
 
     demo = build_app(seeded_home, {})
     fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    for name in ("decide", "undo", "label_load", "key_confirm"):
+    for name in ("decide", "undo", "label_load", "key_confirm", "key_skip", "key_reject", "queue_options"):
+        assert fns[name].queue is (name == "label_load"), name
+        # gradio_client joins the queue even for unqueued events: there they share a pool too
         assert (fns[name].concurrency_limit, fns[name].concurrency_id) == (label_tab.LABEL_WORKERS, "label"), name
     assert label_tab.LABEL_WORKERS > 1
-    assert fns["grad_cam"].concurrency_id != "label"           # runs the model: not on the labeling pool
+    assert fns["grad_cam"].queue is not False     # runs the model: queued, one at a time (Gradio's default)
     assert fns["header"].concurrency_limit is None
     assert fns["job_status"].concurrency_limit is None
 

@@ -171,6 +171,21 @@ def thumbnail(paths: Paths, item: dict, side: int = GALLERY_SIDE) -> str:
     return str(target)
 
 
+def model_view(paths: Paths, item: dict, zoom: int = 8) -> str:
+    """Path of the item's 28x28 conversion enlarged ``zoom`` times by pixel repetition (what the model
+    sees), a PNG made once and cached beside the thumbnails by content hash.
+
+    Handing Gradio an array instead costs a PNG encode, a hash and a cache copy on every answer.
+    """
+    target = paths.cache / THUMBS_DIR / f"{item['sha256']}-model-x{zoom}.png"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.png")
+        conversion_image(item["pixels"], 28 * zoom).save(partial, "PNG")
+        os.replace(partial, target)
+    return str(target)
+
+
 def thumbs_dir(paths: Paths) -> Path:
     """The folder `thumbnail` writes to; the server must be allowed to serve it."""
     return paths.cache / THUMBS_DIR

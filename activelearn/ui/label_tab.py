@@ -48,14 +48,14 @@ from activelearn import jobs, labeling, progress, store
 from activelearn.errors import ActiveLearnError
 from activelearn.label_session import LabelSession
 from activelearn.labeling import QueueEntry, Workspace
-from activelearn.ui.components import ONE_RENDER_AT_A_TIME, job_step, thumbnail, user_errors
+from activelearn.ui.components import ONE_RENDER_AT_A_TIME, job_step, model_view, thumbnail, user_errors
 from activelearn.ui.context import UIContext
 
 STRATEGIES = ("margin", "entropy", "least-confidence", "diverse", "random")
 ALL_CLASSES = "All classes"
 ZOOM = 8              # 28x28 shown as 224x224, nearest neighbour
 POLL_S = 2.0
-#: Threads that may run label events (decisions, loads, polls, grid pages) of all sessions at once.
+#: API clients (gradio_client always joins the queue) run label events on this many threads at once.
 LABEL_WORKERS = 8
 
 GRID_SIZE = 48
@@ -65,6 +65,9 @@ LARGEST = "largest"
 LARGEST_LABEL = "Largest class first"
 #: Decisions listed in the history sidebar.
 HISTORY_SIZE = 20
+#: The history shows 40x40 icons: thumbnails twice that (sharp on high-DPI screens), not the
+#: gallery's 160 px, so the one made per decision decodes and resizes a quarter of the pixels.
+HISTORY_THUMB_SIDE = 80
 #: Decisions this far back count for the pace (decisions per hour) and the ETA.
 PACE_WINDOW = timedelta(hours=12)
 #: The strategy of an entry re-opened from the history ("why this item" says so).
@@ -358,7 +361,7 @@ class Panel(NamedTuple):
     session: LabelSession
     item_id: Any          # shown item id (guards against keys meant for the previous item)
     original: Any         # file path of the stored original
-    preview: Any          # 224x224 uint8, the 28x28 conversion upscaled
+    preview: Any          # path of a 224x224 PNG: the 28x28 conversion upscaled (components.model_view)
     top3: Any             # {class name: probability}
     why: Any
     confirm_label: Any
@@ -490,7 +493,8 @@ def _history(ctx: UIContext, db, annotator: str) -> tuple[str, list[dict]]:
         if row["item_id"] in newer:
             meta += " (changed)"
         newer.add(row["item_id"])
-        picture = thumbnail(ctx.paths, store.get_item(db, row["item_id"]))
+        picture = thumbnail(ctx.paths, {"id": row["item_id"], "sha256": row["sha256"],   # no query per entry
+                                        "stored_path": row["stored_path"]}, HISTORY_THUMB_SIDE)
         entries.append(f'<button type="button" class="al-history-entry" data-index="{index}" '
                        f'data-item="{row["item_id"]}" title="{html.escape(_decision_words(row))}: click to change">'
                        f'<img src="gradio_api/file={html.escape(quote(picture))}" alt="">'
@@ -500,12 +504,6 @@ def _history(ctx: UIContext, db, annotator: str) -> tuple[str, list[dict]]:
 
 
 # ---------------------------------------------------------------- rendering
-
-def upscaled(pixels: bytes | np.ndarray, zoom: int = ZOOM) -> np.ndarray:
-    """The 28x28 conversion enlarged by pixel repetition, so the annotator sees what the model sees."""
-    image = np.frombuffer(pixels, np.uint8).reshape(28, 28) if isinstance(pixels, bytes) else pixels
-    return np.repeat(np.repeat(image, zoom, axis=0), zoom, axis=1)
-
 
 def _names(db) -> dict[int, str]:
     return {c.id: c.name for c in store.list_classes(db)}
@@ -584,7 +582,6 @@ def _waiting_notice(db) -> str:
 
 def _render(ctx: UIContext, session: LabelSession, db, annotator: str, notice: str = "") -> Panel:
     names = tuple(store.class_names(db))
-    session.class_count = len(names)
     entry = session.current
     counts = store.status(db).as_dict()
     history, rows = _history(ctx, db, annotator)
@@ -596,7 +593,7 @@ def _render(ctx: UIContext, session: LabelSession, db, annotator: str, notice: s
     top3 = {name: prob for name, prob in entry.top3} or None
     confirm = (f"✓ {entry.top3[0][0]}  ({keys_for('accept')})" if entry.top3
                else f"✓ Accept ({keys_for('accept')}): no prediction yet, pick a class")
-    return Panel(session, entry.item_id, original, upscaled(item["pixels"]), top3, _why(entry, item), confirm,
+    return Panel(session, entry.item_id, original, model_view(ctx.paths, item, ZOOM), top3, _why(entry, item), confirm,
                  *sidebar)
 
 
@@ -623,9 +620,12 @@ def load_view(ctx: UIContext, session: LabelSession | None, request: gr.Request 
     with session.lock, user_errors():
         ws = labeling.workspace(ctx.paths)
         if session.current is not None and session.current.model_version == ws.version:
-            return _render(ctx, session, ws.db, annotator)
-        session.current = None      # served by a version that is no longer active: rank it again
-        return _show_next(ctx, session, ws, annotator)
+            panel = _render(ctx, session, ws.db, annotator)
+        else:
+            session.current = None      # served by a version that is no longer active: rank it again
+            panel = _show_next(ctx, session, ws, annotator)
+        session.class_count = len(panel.classes)   # the class buttons the page draws from this answer
+        return panel
 
 
 def refresh(ctx: UIContext, session: LabelSession | None, request: gr.Request | None) -> Panel:
@@ -964,10 +964,16 @@ def build(ctx: UIContext) -> None:
     classes = gr.State(tuple(name for name, _ in choices))
     history_rows = gr.State([])
     notice = gr.Markdown(elem_id="al-notice")
-    # every session's label events share one pool of LABEL_WORKERS threads (Gradio's default is one
-    # request at a time per event, so five annotators' keys queued behind each other); the
-    # session's own lock still keeps one page's events in order
-    quiet = {"show_progress": "hidden", "concurrency_limit": LABEL_WORKERS, "concurrency_id": "label"}
+    # Every session's label events share one pool of LABEL_WORKERS threads (Gradio's default is one
+    # request at a time per event, so five annotators' keys queued behind each other); the session's
+    # own lock keeps one page's events in order and the store's write transaction orders all sessions.
+    queued = {"show_progress": "hidden", "concurrency_limit": LABEL_WORKERS, "concurrency_id": "label"}
+    # Decisions skip Gradio's queue: the page POSTs each one and gets the answer in the reply (one
+    # request, no event stream, no queue bookkeeping, which was most of a decision's server time:
+    # benchmarks/README.md, "Load and faults"). gradio_client joins the queue regardless, into the
+    # pool above. An unqueued answer cannot tell the page that a State changed, so these answers
+    # leave the class names alone (`answered`); new classes arrive with the timer's redraw.
+    unqueued = {**queued, "queue": False}
     one_at_a_time = {"show_progress": "hidden"}   # Grad-CAM runs the model: one at a time
     with gr.Row(equal_height=False):
         with gr.Column(scale=4):
@@ -980,7 +986,7 @@ def build(ctx: UIContext) -> None:
                                                 buttons=["fullscreen"], elem_id="al-original")
                         with gr.Column(scale=3):
                             gr.Markdown("**What the model sees:** the 28×28 conversion, enlarged")
-                            preview = gr.Image(show_label=False, type="numpy", format="png", interactive=False,
+                            preview = gr.Image(show_label=False, type="filepath", interactive=False,
                                                height=224, width=224, buttons=[], elem_id="al-preview")
                             top3 = gr.Label(label="Model's top 3", num_top_classes=3, elem_id="al-top3")
                             why = gr.Markdown(elem_id="al-why")
@@ -1006,7 +1012,7 @@ def build(ctx: UIContext) -> None:
                                 gr.Button(class_button_label(class_id, name), size="sm", min_width=60,
                                           elem_id=f"al-class-{class_id}").click(
                                     fixed_decision("confirm", class_id), [session, shown_id], panel,
-                                    api_visibility="private", **quiet)
+                                    api_visibility="private", **unqueued)
                         gr.Markdown(key_legend(names), elem_id="al-keys")
 
                     gr.HTML(FINDER_HTML, js_on_load=None, elem_id="al-class-finder")
@@ -1057,6 +1063,10 @@ def build(ctx: UIContext) -> None:
         """A panel plus the header, so both show the counts of the same moment."""
         return (*view, page.header_html(request))
 
+    def answered(view: Panel, request: gr.Request) -> tuple:
+        """`shown` for an unqueued event: the class names stay as the page has them (see `unqueued`)."""
+        return shown(view._replace(classes=gr.skip()), request)
+
     def on_load(session_value, request: gr.Request):
         return shown(load_view(ctx, session_value, request), request)
 
@@ -1068,21 +1078,21 @@ def build(ctx: UIContext) -> None:
                 (redraws or 0) + 1 if whole else gr.skip())
 
     def on_decide(session_value, item_id, action, class_text, request: gr.Request):
-        return shown(decide_from_api(ctx, session_value, item_id, action, class_text, request), request)
+        return answered(decide_from_api(ctx, session_value, item_id, action, class_text, request), request)
 
     def fixed_decision(action: str, class_id: int | None):
         def handler(session_value, item_id, request: gr.Request):
-            return shown(decide_item(ctx, session_value, item_id, action, class_id, request), request)
+            return answered(decide_item(ctx, session_value, item_id, action, class_id, request), request)
         return handler
 
     def on_undo(session_value, request: gr.Request):
-        return shown(undo_last(ctx, session_value, request), request)
+        return answered(undo_last(ctx, session_value, request), request)
 
     def on_history(session_value, rows, evt: gr.SelectData, request: gr.Request):
-        return (*shown(reopen(ctx, session_value, rows, evt.index, request), request), gr.Tabs(selected="single"))
+        return (*answered(reopen(ctx, session_value, rows, evt.index, request), request), gr.Tabs(selected="single"))
 
     def on_options(session_value, strategy_value, filter_value, request: gr.Request):
-        return shown(set_queue_options(ctx, session_value, strategy_value, filter_value, request), request)
+        return answered(set_queue_options(ctx, session_value, strategy_value, filter_value, request), request)
 
     def on_grid(session_value, class_value, request: gr.Request):
         return load_grid(ctx, session_value, class_value, request)
@@ -1105,18 +1115,20 @@ def build(ctx: UIContext) -> None:
     cam_again.click(on_cam, [shown_id, cam_on], [cam, cam_note], api_visibility="private", **one_at_a_time)
     shown_id.change(None, [shown_id], None, js=CAM_AGAIN_JS)
     page.demo.load(None, None, None, js=keys_js())
-    page.demo.load(on_load, [session], panel, api_name="label_load", **quiet)
+    page.demo.load(on_load, [session], panel, api_name="label_load", **queued)
+    # the timer skips the queue too: queued, its answer could arrive after a later decision's and put
+    # older counts back on screen (it sends no class names; a redraw it asks for is a queued load)
     timer.tick(on_tick, [session, redraw], [session, counters, progress_md, page.header, redraw],
-               api_visibility="private", **quiet)
-    redraw.change(on_load, [session], panel, api_visibility="private", **quiet)
-    api_decide.click(on_decide, [session, shown_id, api_action, api_class], panel, api_name="decide", **quiet)
+               api_visibility="private", **unqueued)
+    redraw.change(on_load, [session], panel, api_visibility="private", **queued)
+    api_decide.click(on_decide, [session, shown_id, api_action, api_class], panel, api_name="decide", **unqueued)
     for btn, action in ((confirm_btn, "confirm"), (skip_btn, "skip"), (reject_btn, "reject")):
         btn.click(fixed_decision(action, None), [session, shown_id], panel,
-                  api_visibility="undocumented", api_name=f"key_{action}", **quiet)
-    undo_btn.click(on_undo, [session], panel, api_name="undo", **quiet)
-    history.select(on_history, [session, history_rows], [*panel, modes], api_visibility="private", **quiet)
+                  api_visibility="undocumented", api_name=f"key_{action}", **unqueued)
+    undo_btn.click(on_undo, [session], panel, api_name="undo", **unqueued)
+    history.select(on_history, [session, history_rows], [*panel, modes], api_visibility="private", **unqueued)
     gr.on([strategy.input, class_filter.input], on_options, [session, strategy, class_filter], panel,
-          api_name="queue_options", **quiet)
+          api_name="queue_options", **unqueued)
     grid_tab.select(on_grid_enter, [session, grid_class], grid_view, api_visibility="private")
     gr.on([grid_class.input, grid_load.click], on_grid, [session, grid_class], grid_view, api_name="grid_page")
     grid_confirm.click(on_confirm_page, [session, ticked, grid_token, grid_class],
