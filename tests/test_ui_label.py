@@ -51,7 +51,8 @@ def test_first_view_shows_original_conversion_top3_and_reason(ctx):
     preview = np.asarray(Image.open(panel.preview))
     assert preview.shape == (224, 224) and preview.dtype == np.uint8
     assert np.array_equal(preview[::8, ::8], np.frombuffer(item["pixels"], np.uint8).reshape(28, 28))
-    assert np.array_equal(preview, np.repeat(np.repeat(preview[::8, ::8], 8, axis=0), 8, axis=1))  # pixels, not smoothed
+    # enlarged by pixel repetition, not smoothed
+    assert np.array_equal(preview, np.repeat(np.repeat(preview[::8, ::8], 8, axis=0), 8, axis=1))
     assert list(panel.top3) == [name for name, _ in entry.top3] and len(panel.top3) == 3
     assert "Why this item:" in panel.why and f"#{entry.item_id}" in panel.why and "model v1" in panel.why
     assert panel.confirm_label.startswith(f"✓ {entry.top3[0][0]}") and "(a, Enter)" in panel.confirm_label
