@@ -32,7 +32,7 @@ from typing import Any
 import sqlite_utils
 
 from activelearn.backbones import DEFAULT_BACKBONE
-from activelearn.config import Paths, resolve_paths
+from activelearn.config import Paths, resolve_paths, yield_to_annotators
 from activelearn.errors import JobError
 from activelearn import store
 from activelearn.store import now, open_db
@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db")
     parser.add_argument("job_id", type=int)
     args = parser.parse_args(argv)
+    yield_to_annotators()
     return run_job(resolve_paths(args.home, args.fmnist_dir, args.db), args.job_id)
 
 

@@ -82,26 +82,33 @@ def _f(value: Any) -> float | None:
 def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
         config: TrainConfig, *, num_classes: int, sample_weight: np.ndarray | None = None,
         progress: ProgressFn | None = None) -> list[dict[str, float]]:
-    """Train with a cosine learning-rate decay, keeping the epoch best on the validation images
-    (stopping early after `config.patience` epochs without a better one, unless it is None).
+    """Train with a cosine learning-rate decay; x holds uint8 images, y class indices.
 
-    x holds uint8 images, y class indices. Returns the per-epoch history.
+    With validation images, keep the epoch best on them (stopping early after
+    `config.patience` epochs without a better one, unless it is None). With
+    none (the seed recipe trains on all 60,000), keep the last epoch: the
+    cosine schedule's lowest rate, averaged over the last steps when
+    `config.ema_momentum` is set. Returns the per-epoch history.
     """
     keras.utils.set_random_seed(config.seed)
     batches = int(np.ceil(len(x) / config.batch_size))
     cnn.compile_model(model, learning_rate=config.learning_rate,
-                      decay_steps=max(1, config.epochs * batches), label_smoothing=config.label_smoothing)
-    callbacks: list[keras.callbacks.Callback] = [_EpochTimer(), keras.callbacks.EarlyStopping(
-        monitor="val_accuracy", patience=config.epochs if config.patience is None else config.patience,
-        restore_best_weights=True)]
+                      decay_steps=max(1, config.epochs * batches), label_smoothing=config.label_smoothing,
+                      ema_momentum=config.ema_momentum)
+    callbacks: list[keras.callbacks.Callback] = [_EpochTimer()]
+    validation = None
+    if len(x_val):
+        validation = cnn.evaluation_dataset(x_val, keras.utils.to_categorical(y_val, num_classes))
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=config.epochs if config.patience is None else config.patience,
+            restore_best_weights=True))
     if progress is not None:
         callbacks.append(_Progress(progress, config.epochs, batches))
     data = cnn.training_dataset(x, keras.utils.to_categorical(y, num_classes), batch_size=config.batch_size,
                                 seed=config.seed, sample_weight=sample_weight,
                                 augment=not cnn.has_augmentation(model))
-    history = model.fit(
-        data, validation_data=(x_val.astype(np.float32), keras.utils.to_categorical(y_val, num_classes)),
-        epochs=config.epochs, shuffle=False, verbose=0, callbacks=callbacks)   # the dataset shuffles
+    history = model.fit(data, validation_data=validation, epochs=config.epochs, shuffle=False, verbose=0,
+                        callbacks=callbacks)   # the dataset shuffles
     keys = list(history.history)
     return [{k: float(history.history[k][i]) for k in keys} for i in range(len(history.history[keys[0]]))]
 

@@ -15,6 +15,21 @@ def test_shapes_embeddings_and_augmentation_only_in_training():
     assert empty_p.shape == (0, 10) and empty_e.shape == (0, 256)
 
 
+def test_predictions_are_the_mean_of_the_image_and_its_mirror_image_embeddings_the_image_own():
+    import keras
+
+    m = cnn.build_model(10, seed=0, policy="float32")
+    x = np.random.default_rng(2).integers(0, 255, (4, 28, 28)).astype("uint8")
+    image = x.astype(np.float32)
+    plain = keras.ops.convert_to_numpy(m(image, training=False))
+    mirrored = keras.ops.convert_to_numpy(m(image[:, :, ::-1].copy(), training=False))
+    probs, emb = cnn.predict_with_embeddings(m, x)
+    np.testing.assert_allclose(probs, (plain + mirrored) / 2, atol=1e-6)
+    assert np.abs(plain - mirrored).max() > 1e-4          # the mirror image matters: this test can tell
+    embed = keras.Model(m.inputs, m.get_layer(cnn.EMBEDDING_LAYER).output)
+    np.testing.assert_allclose(emb, keras.ops.convert_to_numpy(embed(image, training=False)), atol=1e-6)
+
+
 def test_grow_output_keeps_learned_weights():
     m = cnn.build_model(10, seed=0)
     x = np.random.default_rng(1).integers(0, 255, (16, 28, 28)).astype("uint8")

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from activelearn.fmnist import FashionMNIST
@@ -46,3 +47,35 @@ def test_from_scratch_never_stops_early_on_a_plateau_unless_asked(small_fmnist, 
                   TrainConfig(epochs=3, batch_size=128, patience=patience), num_classes=10)
     assert [round(h["val_accuracy"], 3) for h in history] == [0.0] * epochs_run
     assert TrainConfig().patience is None
+
+
+def test_the_input_pipelines_run_without_tf_data_autotuning(small_fmnist):
+    """Autotuning left a training run on one of the two cores in ~4 of 10 runs (model.without_autotune)."""
+    from activelearn import model as cnn
+
+    d = small_fmnist
+    targets = np.eye(10, dtype=np.float32)[d.y_train[:256]]
+    for dataset in (cnn.training_dataset(d.x_train[:256], targets, batch_size=128, seed=0),
+                    cnn.evaluation_dataset(d.x_train[:256], targets)):
+        assert dataset.options().autotune.enabled is False
+
+
+def test_without_validation_images_training_keeps_the_last_epochs_moving_average(small_fmnist):
+    """The seed recipe trains on all 60k: no validation, no early stop, and the weights fit leaves
+    are the optimizer's moving average (ema_momentum), not the last step's."""
+    import keras
+
+    from activelearn.model import build_model
+    from activelearn.retrain import TrainConfig
+    from activelearn.training import fit
+
+    d = small_fmnist
+    model = build_model(10)
+    config = TrainConfig(epochs=2, batch_size=128, ema_momentum=0.9)
+    history = fit(model, d.x_train[:512], d.y_train[:512], d.x_train[:0], d.y_train[:0], config, num_classes=10)
+    assert len(history) == 2 and not any(k.startswith("val_") for k in history[0])
+    averages = model.optimizer._model_variables_moving_average
+    assert len(averages) == len(model.trainable_weights)
+    for weight, average in zip(model.trainable_weights, averages):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(average))
+    assert TrainConfig().fmnist_validation == 0 and TrainConfig().ema_momentum is not None

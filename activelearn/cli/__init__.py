@@ -5,6 +5,9 @@ every command sets ``func(args, paths) -> int``. Heavy imports (TensorFlow)
 happen inside the handlers that need a model, so `status`, `label`, `import`
 and `export` start fast.
 
+Commands run at background priority (`config.yield_to_annotators`), so a
+script of bulk commands never slows the annotators down on a small server.
+
 Errors a user can act on print one line: exit code 1 when labels.db is busy
 (another process held its write lock past the timeout) or read-only, 2 when the
 command or its data is wrong.
@@ -17,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from activelearn.config import RAY_ENV, resolve_paths
+from activelearn.config import RAY_ENV, resolve_paths, yield_to_annotators
 
 # Command groups, in the order they appear in --help.
 _GROUPS = ("models", "data", "engine", "simulate", "curate", "teams")
@@ -52,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    yield_to_annotators()
     if args.ray:
         os.environ[RAY_ENV] = args.ray   # read where the batch work runs, and by job workers
     try:

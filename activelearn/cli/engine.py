@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="CNN only")
     p.add_argument("--human-weight", type=float, help="CNN only: sample weight of a human label (default 5)")
     p.add_argument("--fmnist-fraction", type=float,
-                   help=f"CNN only: share of the 55k Fashion-MNIST images used (default "
+                   help=f"CNN only: share of the Fashion-MNIST training images used (default "
                         f"{TRAINING_DEFAULTS[FINETUNE]['fmnist_fraction']} fine-tune, "
                         f"{TRAINING_DEFAULTS[SCRATCH]['fmnist_fraction']:g} scratch)")
     p.add_argument("--seed", type=int, default=0)

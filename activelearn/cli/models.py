@@ -14,8 +14,8 @@ from activelearn.retrain import TrainConfig
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-seed", help="train, evaluate, register and activate the seed model",
-                       description="Train the seed CNN on 55k Fashion-MNIST images (5k held out for "
-                                   "early stopping) plus any human labels, evaluate on the 10k test "
+                       description="Train the seed CNN on the 60k Fashion-MNIST training images (the "
+                                   "last epoch is kept) plus any human labels, evaluate on the 10k test "
                                    "images, register and activate it (the same path as `retrain --mode "
                                    "scratch`, in this process). Prints the new version.")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
