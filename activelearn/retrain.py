@@ -52,7 +52,8 @@ class TrainConfig:
     #: Fashion-MNIST training images held out to pick the best epoch (and to stop early); 0 = train
     #: on all 60,000 and keep the last epoch, which the cosine schedule makes the best one.
     fmnist_validation: int = 0
-    #: Momentum of the weights' moving average that training ends with; None = the last step's weights.
+    #: Momentum of the weights' moving average that training ends with when there is no validation
+    #: set to pick an epoch (at most a tenth of the run; training.fit); None = the last step's weights.
     ema_momentum: float | None = 0.999
     mode: str = "scratch"            # "scratch" or "finetune"
     human_weight: float = 5.0        # sample weight of a human label vs one Fashion-MNIST image
@@ -65,7 +66,7 @@ TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
     SCRATCH: {"epochs": TrainConfig.epochs, "learning_rate": TrainConfig.learning_rate,
               "fmnist_fraction": TrainConfig.fmnist_fraction, "patience": TrainConfig.patience},
     FINETUNE: {"epochs": 3, "learning_rate": 5e-4, "fmnist_fraction": 0.35, "patience": 2,
-               "fmnist_validation": 5000, "ema_momentum": None},
+               "fmnist_validation": 5000},
     PHOTO: {"backbone": backbones.DEFAULT_BACKBONE},
 }
 MODES = tuple(TRAINING_DEFAULTS)

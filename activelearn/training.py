@@ -87,15 +87,15 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_v
     With validation images, keep the epoch best on them (stopping early after
     `config.patience` epochs without a better one, unless it is None). With
     none (the seed recipe trains on all 60,000), keep the last epoch: the
-    cosine schedule's lowest rate, averaged over the last steps when
-    `config.ema_momentum` is set. Returns the per-epoch history.
+    cosine schedule's lowest rate, as the moving average of the last steps'
+    weights when `config.ema_momentum` is set. Returns the per-epoch history.
     """
     keras.utils.set_random_seed(config.seed)
     batches = int(np.ceil(len(x) / config.batch_size))
     steps = max(1, config.epochs * batches)
     cnn.compile_model(model, learning_rate=config.learning_rate, decay_steps=steps,
                       label_smoothing=config.label_smoothing,
-                      ema_momentum=_average_momentum(config.ema_momentum, steps))
+                      ema_momentum=None if len(x_val) else _average_momentum(config.ema_momentum, steps))
     callbacks: list[keras.callbacks.Callback] = [_EpochTimer()]
     validation = None
     if len(x_val):

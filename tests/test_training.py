@@ -90,3 +90,15 @@ def test_the_moving_average_never_spans_more_than_a_tenth_of_the_run():
     assert _average_momentum(0.999, 469) == pytest.approx(1 - 10 / 469)
     assert 0.999 ** 469 > 0.6 > (1 - 10 / 469) ** 469
     assert _average_momentum(0.999, 5) == 0.0 and _average_momentum(None, 469) is None
+
+
+def test_with_validation_images_the_best_epoch_is_kept_without_a_moving_average(small_fmnist):
+    from activelearn.model import build_model
+    from activelearn.retrain import TrainConfig
+    from activelearn.training import fit
+
+    d = small_fmnist
+    model = build_model(10)
+    fit(model, d.x_train[:512], d.y_train[:512], d.x_train[5000:5200], d.y_train[5000:5200],
+        TrainConfig(epochs=2, batch_size=128, ema_momentum=0.9), num_classes=10)
+    assert not model.optimizer.use_ema
