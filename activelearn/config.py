@@ -26,7 +26,8 @@ def yield_to_annotators() -> int:
     CLI commands (bulk `label --csv`, imports, exports) and job workers
     (training, embedding) call it at start. On a 2-core server two CLI
     labelers looping at the app's priority took 5 annotators from 23.5 to
-    15.4 decisions/s and their p95 from 295 to 477 ms (benchmarks/README.md,
+    15.4 decisions/s and their p95 from 295 to 477 ms; on a faster machine
+    background priority gave the annotators +11% (benchmarks/README.md,
     "Load and faults"). Niceness only matters when the cores are contended:
     on an idle machine a niced command runs as fast. Sets the niceness, does
     not add to it, so a worker started by a CLI command ends up at the same level.

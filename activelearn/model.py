@@ -182,9 +182,10 @@ def _forward(model: keras.Model):
     Test-time augmentation: the probabilities are the mean of the image's and
     its mirror image's (one forward pass over both), the embedding is the
     image's own. Measured on the seed recipe (benchmarks/README.md, "Seed
-    model"): +0.15 points of Fashion-MNIST test accuracy for 2x the inference
-    work; six views (mirrored x moved a pixel up/down) gave +0.1 to +0.45 but
-    cut pool scoring below 10,000 items/s.
+    model"): +0.11 and +0.15 points of Fashion-MNIST test accuracy (seeds 1
+    and 2) for 2x the inference work; six views (the pair, each also moved a
+    pixel up and down) gave -0.01 to +0.32 more, but at 6x the work they would
+    take pool scoring below 10,000 items/s.
     A direct tf.function call skips predict()'s per-call setup (~100 ms) and
     predict_on_batch's overhead, ~35% faster on small batches; building it
     once avoids re-tracing (~0.5 s) on every call.
