@@ -135,9 +135,9 @@ def without_autotune(dataset):
     """The dataset with tf.data's autotuning switched off.
 
     Measured on a 2-core Intel Xeon (epochs of 12,800 images, bf16 and
-    float32, batch 128-512): with autotuning on, 24 of 45 epochs trained on
+    float32): with autotuning on, 24 of 45 epochs (batch 128-512) trained on
     one core instead of two (2,480 against 3,700-5,100 images/s, 1.0 against
-    1.75 cores busy), at random; with it off, 28 of 28 ran on both. A fixed
+    1.75 cores busy), at random; with it off, 28 of 28 (batch 128) ran on both. A fixed
     prefetch of two batches is all the one-thread map needs.
     """
     import tensorflow as tf
@@ -209,7 +209,7 @@ def _forward(model: keras.Model):
 def predict_with_embeddings(model: keras.Model, images: np.ndarray,
                             batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (n, classes; the mean over the image and its mirror image) and embeddings
-    (n, d; the image's own) as float32, batch by batch."""
+    (n, d; the image's own) as float32, batch by batch (each pass holds 2 x batch_size images)."""
     forward = _forward(model)
     probs, embeddings = [], []
     for start in range(0, len(images), batch_size):

@@ -195,10 +195,9 @@ def _train_cnn(paths: Paths, db, chosen: dict[str, Any], parent: str | None, rel
         model = cnn.build_model(len(class_names), seed=config.seed, width=config.width)
     if config.mode == FINETUNE and len(selection) >= MIN_SELECTION_FOR_STOPPING:
         val_x, val_y, stopping = store.item_pixels(db, selection.item_ids.tolist()), selection.labels, "holdout_selection"
-    elif len(val_idx):
-        val_x, val_y, stopping = data.x_train[val_idx], data.y_train[val_idx], "fmnist_validation"
     else:
-        val_x, val_y, stopping = data.x_train[val_idx], data.y_train[val_idx], "none: the last epoch is kept"
+        val_x, val_y = data.x_train[val_idx], data.y_train[val_idx]
+        stopping = "fmnist_validation" if len(val_idx) else "none: the last epoch is kept"
 
     relay({"phase": "train", "epoch": 0, "epochs": config.epochs})
     cpu_started = time.process_time()

@@ -83,6 +83,7 @@ def test_train_seed_registers_and_activates_through_the_one_training_path(tmp_pa
     card = registry.read_card(paths.models, "v1")
     assert card["hyperparameters"]["mode"] == "scratch" and card["hyperparameters"]["epochs"] == 1
     assert card["seed"] == 3 and card["training_data"]["per_source"]["fmnist"] == 60000
+    assert card["training_data"]["validation"] == {"fmnist": 0, "early_stopping_on": "none: the last epoch is kept"}
     assert card["metrics"]["fmnist_test"]["accuracy"] == pytest.approx(result["fmnist_test"]["accuracy"])
     assert card["metrics"]["fmnist_test"]["accuracy"] > 0.75          # one real epoch, not a toy model
     assert np.isfinite(card["cpu_time_s"]) and "train-seed" in out.stderr   # the tqdm bar

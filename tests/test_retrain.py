@@ -63,6 +63,7 @@ def test_import_query_label_retrain_gives_version_with_holdout_metrics(seeded_ho
     assert out["version"] == "v2"
     card = registry.read_card(paths.models, "v2")
     assert card["parent"] == "v1"
+    assert card["training_data"]["validation"]["fmnist"] == 5000    # the fine-tune still holds out 5k
     parts = [card["metrics"][split] for split in ("holdout", "holdout_selection")]
     assert sum(m["n"] for m in parts) == len(holdout)          # report + selection parts = the holdout
     assert sum(m["support"] for m in parts for m in m["per_class"].values()) == len(holdout)
